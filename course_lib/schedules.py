@@ -1,0 +1,121 @@
+"""Noise schedules and conversions between conventions (Chapter 0, Sec. "Two conventions, one process").
+
+The course works internally in the EDM variance-exploding (VE) convention ``x = x0 + sigma z``.
+A variance-preserving (VP / DDPM / DDIM) point ``x_t = sqrt(alpha_bar) x0 + sqrt(1 - alpha_bar) eps``
+is the same point rescaled:
+
+    x = x_t / sqrt(alpha_bar),          sigma = sqrt((1 - alpha_bar) / alpha_bar),
+    alpha_bar = 1 / (1 + sigma^2),      x_t = x / sqrt(1 + sigma^2).
+
+Schedules are plain functions returning 1-D float64 tensors (callers cast to their dtype).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = [
+    "karras_sigmas", "sigma_to_alpha_bar", "alpha_bar_to_sigma", "ve_to_vp", "vp_to_ve",
+    "linear_beta_alpha_bar", "cosine_alpha_bar", "ddim_timesteps", "ddim_sigmas",
+]
+
+
+def _positive(name, value):
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
+def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
+                  append_zero: bool = True) -> torch.Tensor:
+    """EDM's rho-schedule (Karras et al. 2022, Eq. 5), descending from ``sigma_max`` to ``sigma_min``:
+
+        sigma_i = (sigma_max^(1/rho) + i/(n-1) (sigma_min^(1/rho) - sigma_max^(1/rho)))^rho,  i = 0..n-1,
+
+    followed by a final 0 when ``append_zero`` (so the result has n+1 entries and a sampler's last
+    step lands on the denoised image).
+    """
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be an int >= 1, got {n!r}")
+    _positive("sigma_min", sigma_min)
+    _positive("sigma_max", sigma_max)
+    _positive("rho", rho)
+    if sigma_min > sigma_max:
+        raise ValueError(f"sigma_min ({sigma_min}) must be <= sigma_max ({sigma_max})")
+    ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
+    lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
+    sig = (hi + ramp * (lo - hi)) ** rho
+    return torch.cat([sig, sig.new_zeros(1)]) if append_zero else sig
+
+
+def sigma_to_alpha_bar(sigma) -> torch.Tensor:
+    """alpha_bar = 1 / (1 + sigma^2)."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    if bool((sigma < 0).any()):
+        raise ValueError("sigma must be >= 0")
+    return 1.0 / (1.0 + sigma**2)
+
+
+def alpha_bar_to_sigma(alpha_bar) -> torch.Tensor:
+    """sigma = sqrt((1 - alpha_bar) / alpha_bar), for alpha_bar in (0, 1]."""
+    a = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    if bool(((a <= 0) | (a > 1)).any()):
+        raise ValueError("alpha_bar must lie in (0, 1]")
+    return torch.sqrt((1.0 - a) / a)
+
+
+def ve_to_vp(x: torch.Tensor, sigma) -> torch.Tensor:
+    """x_t = x / sqrt(1 + sigma^2): the VP point carrying the same x0 and noise as the VE point x."""
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    s = s.reshape(-1, *([1] * (x.ndim - 1))) if s.ndim == 1 else s
+    return x / torch.sqrt(1 + s**2)
+
+
+def vp_to_ve(x_t: torch.Tensor, alpha_bar) -> torch.Tensor:
+    """x = x_t / sqrt(alpha_bar)."""
+    a = torch.as_tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)
+    a = a.reshape(-1, *([1] * (x_t.ndim - 1))) if a.ndim == 1 else a
+    return x_t / torch.sqrt(a)
+
+
+def linear_beta_alpha_bar(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> torch.Tensor:
+    """DDPM's linear-beta schedule (Ho et al. 2020): alpha_bar_t = prod_{s<=t} (1 - beta_s), t = 1..T.
+
+    Entry ``t-1`` of the result is alpha_bar_t.
+    """
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
+    return torch.cumprod(1 - betas, 0)
+
+
+def cosine_alpha_bar(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Improved-DDPM cosine schedule (Nichol & Dhariwal 2021): f(t) = cos^2(((t/T + s)/(1 + s)) pi/2),
+    alpha_bar_t = f(t)/f(0), with each beta_t = 1 - alpha_bar_t/alpha_bar_{t-1} clipped at ``max_beta``.
+    Entry ``t-1`` is alpha_bar_t, t = 1..T.
+    """
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    t = torch.arange(T + 1, dtype=torch.float64)
+    f = torch.cos(((t / T + s) / (1 + s)) * math.pi / 2) ** 2
+    betas = (1 - f[1:] / f[:-1]).clamp(max=max_beta)
+    return torch.cumprod(1 - betas, 0)
+
+
+def ddim_timesteps(num_steps: int, T: int = 1000) -> torch.Tensor:
+    """DDIM's uniform ("linspace"-like, leading) time grid: t = T-1-k*c for k = 0..num_steps-1 with
+    c = T // num_steps, as 0-based indices into an alpha_bar table, descending."""
+    if not isinstance(num_steps, int) or not 1 <= num_steps <= T:
+        raise ValueError(f"num_steps must be an int in [1, T={T}], got {num_steps!r}")
+    c = T // num_steps
+    return torch.arange(num_steps, dtype=torch.long).flip(0) * c + (T - 1 - (num_steps - 1) * c)
+
+
+def ddim_sigmas(num_steps: int, alpha_bar: torch.Tensor, append_zero: bool = True) -> torch.Tensor:
+    """The VE sigmas visited by DDIM on ``alpha_bar`` with ``num_steps`` steps (descending, final 0).
+
+    Running the Euler probability-flow sampler on these sigmas reproduces DDIM exactly (Chapter 0).
+    """
+    idx = ddim_timesteps(num_steps, len(alpha_bar))
+    sig = alpha_bar_to_sigma(alpha_bar[idx])
+    return torch.cat([sig, sig.new_zeros(1)]) if append_zero else sig

@@ -1,0 +1,92 @@
+"""The one exact streaming softmax-weighted average (Chapter 1, Sec. "Computing the ideal denoiser").
+
+Every machine that averages over a training set (IS, ES, LS, ELS, smoothed variants) computes
+
+    out = sum_i softmax_i(l_i) v_i,      l_i = -|q - k_i|^2 / (2 sigma^2),
+
+over N items that do not fit in memory at once. :class:`OnlineSoftmax` consumes the items in chunks
+and keeps, for every query, the running maximum ``m``, the rescaled normaliser ``s = sum exp(l - m)``
+and the rescaled accumulator ``acc = sum exp(l - m) v``. When a chunk raises the maximum to ``m'``,
+the old sums are multiplied by ``exp(m - m')``: the result is the softmax over the whole set (not a
+per-chunk softmax), exact up to floating-point rounding, with memory independent of N.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+__all__ = ["OnlineSoftmax", "squared_distances"]
+
+
+def squared_distances(q: torch.Tensor, k: torch.Tensor, k_sq: torch.Tensor | None = None) -> torch.Tensor:
+    """|q_b - k_n|^2 for q (B, d) and k (N, d) as |q|^2 - 2 q.k + |k|^2 (one matmul), clamped at 0."""
+    q_sq = (q * q).sum(-1, keepdim=True)
+    if k_sq is None:
+        k_sq = (k * k).sum(-1)
+    d2 = torch.addmm(k_sq.unsqueeze(0) + q_sq, q, k.T, alpha=-2.0)
+    return d2.clamp_min_(0.0)
+
+
+class OnlineSoftmax:
+    """Streaming softmax average with an exact online log-sum-exp.
+
+    Call :meth:`update` once per chunk with that chunk's ``logits`` of shape (..., n_chunk) and
+    either ``values`` (n_chunk, d) or a function ``weighted_sum(w) -> (..., d)`` that contracts the
+    unnormalised weights ``w`` (same shape as ``logits``) with the chunk's values. Then
+    :meth:`mean` returns sum_i softmax_i v_i of shape (..., d). ``-inf`` logits (masked items) are
+    allowed, as long as every query has at least one finite logit overall.
+
+    With ``track_entropy=True`` it also accumulates sum exp(l - m) l, which gives the Shannon
+    entropy of the weights, H = logsumexp - E_w[l] (used for the effective number of images).
+    """
+
+    def __init__(self, track_entropy: bool = False):
+        self.m = self.s = self.acc = self.wl = None
+        self.track_entropy = track_entropy
+
+    def update(self, logits: torch.Tensor, values: torch.Tensor | None = None,
+               weighted_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
+        if (values is None) == (weighted_sum is None):
+            raise ValueError("pass exactly one of values= or weighted_sum=")
+        m_chunk = logits.amax(-1)
+        m_new = m_chunk if self.m is None else torch.maximum(self.m, m_chunk)
+        shift = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
+        w = torch.exp(logits - shift.unsqueeze(-1))
+        part = w @ values if values is not None else weighted_sum(w)
+        if self.m is None:
+            self.s, self.acc = w.sum(-1), part
+            if self.track_entropy:
+                self.wl = torch.where(w > 0, w * logits, torch.zeros_like(w)).sum(-1)
+        else:
+            old = torch.where(torch.isfinite(self.m), self.m, torch.zeros_like(self.m))
+            scale = torch.exp(old - shift)
+            self.s = self.s * scale + w.sum(-1)
+            self.acc = self.acc * scale.unsqueeze(-1) + part
+            if self.track_entropy:
+                self.wl = self.wl * scale + torch.where(w > 0, w * logits, torch.zeros_like(w)).sum(-1)
+        self.m = m_new
+        self._shift = shift
+
+    def _check(self):
+        if self.m is None:
+            raise RuntimeError("OnlineSoftmax.update was never called (empty training set?)")
+        if not bool(torch.isfinite(self.m).all()):
+            raise ValueError("some queries have no finite logit: every item was masked out")
+
+    def mean(self) -> torch.Tensor:
+        """sum_i softmax_i(l) v_i, shape (..., d)."""
+        self._check()
+        return self.acc / self.s.unsqueeze(-1)
+
+    def logsumexp(self) -> torch.Tensor:
+        """log sum_i exp(l_i), shape (...)."""
+        self._check()
+        return self._shift + torch.log(self.s)
+
+    def entropy(self) -> torch.Tensor:
+        """Shannon entropy (nats) of the softmax weights, shape (...)."""
+        if not self.track_entropy:
+            raise RuntimeError("construct OnlineSoftmax(track_entropy=True) to get the entropy")
+        self._check()
+        return torch.log(self.s) - (self.wl / self.s - self._shift)

@@ -1,0 +1,35 @@
+"""Training configurations of the reference networks, at two of the course's scales.
+
+``book`` configs are trained on a 2-core CPU and their EMA checkpoints are committed under
+``data/checkpoints/`` (see ``python -m course_lib.train --config NAME``). ``paper`` configs reproduce
+Kamb & Ganguli's settings (App. C.1: Adam lr 1e-4, batch 128, 300 epochs, lr x 0.999965 per step;
+UNet widths 64/128/256; 8-layer ResNet at 256 channels) and are meant for a GPU.
+"""
+from __future__ import annotations
+
+_BOOK = dict(seed=0, batch=64, lr=2e-3, warmup=200, ema_halflife_images=20_000, sigma_data=0.5)
+_PAPER = dict(seed=0, batch=128, lr=1e-4, warmup=1, lr_decay=0.999965, ema_halflife_images=500_000,
+              sigma_data=0.5)
+
+CONFIGS: dict[str, dict] = {
+    # MNIST 5k subset: the first 500 training images of each digit (28 x 28, unconditional)
+    "mnist_unet_book": dict(_BOOK, dataset="mnist", split="train_5k", n=None, channels=1, arch="unet",
+                            arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
+    "mnist_resnet_book": dict(_BOOK, dataset="mnist", split="train_5k", n=None, channels=1, arch="resnet",
+                              arch_kwargs=dict(channels=32, depth=8, padding="zeros"), steps=6000),
+    # paper scale (GPU): full training sets; 300 epochs of 60k / 50k images at batch 128
+    "mnist_unet_paper": dict(_PAPER, dataset="mnist", split="train", n=None, channels=1, arch="unet",
+                             arch_kwargs=dict(channels=(64, 128, 256)), steps=300 * 60_000 // 128),
+    "mnist_resnet_paper": dict(_PAPER, dataset="mnist", split="train", n=None, channels=1, arch="resnet",
+                               arch_kwargs=dict(channels=256, depth=8, padding="zeros"), steps=300 * 60_000 // 128),
+    "fashion_mnist_resnet_paper": dict(_PAPER, dataset="fashion_mnist", split="train", n=None, channels=1,
+                                       arch="resnet", n_classes=10,
+                                       arch_kwargs=dict(channels=256, depth=8, padding="zeros"),
+                                       steps=300 * 60_000 // 128),
+    "cifar10_resnet_paper": dict(_PAPER, dataset="cifar10", split="train", n=None, channels=3, arch="resnet",
+                                 n_classes=10, arch_kwargs=dict(channels=256, depth=8, padding="zeros"),
+                                 steps=300 * 50_000 // 128),
+    "cifar10_unet_paper": dict(_PAPER, dataset="cifar10", split="train", n=None, channels=3, arch="unet",
+                               n_classes=10, arch_kwargs=dict(channels=(64, 128, 256)),
+                               steps=300 * 50_000 // 128),
+}

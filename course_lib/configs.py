@@ -17,6 +17,12 @@ CONFIGS: dict[str, dict] = {
                             arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
     "mnist_resnet_book": dict(_BOOK, dataset="mnist", split="train_5k", n=None, channels=1, arch="resnet",
                               arch_kwargs=dict(channels=32, depth=8, padding="zeros"), steps=6000),
+    # Fashion-MNIST: the first 5,000 training images in original order (28 x 28, unconditional)
+    "fashion_mnist_resnet_book": dict(_BOOK, dataset="fashion_mnist", split="train", n=5000, channels=1,
+                                      arch="resnet", arch_kwargs=dict(channels=32, depth=8, padding="zeros"),
+                                      steps=6000),
+    "fashion_mnist_unet_book": dict(_BOOK, dataset="fashion_mnist", split="train", n=5000, channels=1,
+                                    arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
     # paper scale (GPU): full training sets; 300 epochs of 60k / 50k images at batch 128
     "mnist_unet_paper": dict(_PAPER, dataset="mnist", split="train", n=None, channels=1, arch="unet",
                              arch_kwargs=dict(channels=(64, 128, 256)), steps=300 * 60_000 // 128),

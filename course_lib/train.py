@@ -128,7 +128,7 @@ def save_checkpoint(path: Path, ema, cfg, name, step, losses, indices, seconds):
     """The committed artefact: EMA weights in float32, config, training subset and loss curve."""
     path.parent.mkdir(parents=True, exist_ok=True)
     meta = {"name": name, "config": cfg, "step": step, "train_seconds_this_run": round(seconds, 1),
-            "command": f"python -m course_lib.train --config {name} --steps {cfg['steps']}",
+            "command": f"python -m course_lib.train --config {name} --steps {step}",
             "train_subset": {"dataset": cfg["dataset"], "split": cfg["split"], "n": cfg.get("n"),
                              "indices": [int(i) for i in indices]},
             "losses": losses}

@@ -1,0 +1,423 @@
+"""Same-noise comparisons of denoisers, e.g. an analytic theory against a trained network (Chapters 2, 4-7).
+
+Two ways to compare a candidate denoiser D_a with a reference D_ref (usually the network), both on a
+list of integer noise seeds:
+
+1. **Trajectories** (:func:`compare`, Kamb & Ganguli 2024 Sec. 5; Lukoianov et al. 2025): both are
+   sampled with the same solver and sigma grid from the SAME initial noise
+
+       x_T(seed) = sigmas[0] * z,   z ~ N(0, I) drawn from torch.Generator().manual_seed(seed)
+
+   (drawn in float32 on the CPU, then cast and moved, so seed k gives the same noise whatever the
+   batch, dtype or device). Per seed we report the pixelwise r^2 (:func:`course_lib.metrics.r2`,
+   coefficient of determination with the reference as target) and the MSE of the final samples, and
+   the same two numbers for the x0-predictions D_a(x_t^a, sigma_t) vs D_ref(x_t^ref, sigma_t) at every
+   step, each along its own trajectory.
+2. **Single step** (:func:`compare_single_step`): the candidate is evaluated on the states x_t of the
+   reference's trajectory, D_a(x_t^ref, sigma_t) vs D_ref(x_t^ref, sigma_t), so errors do not
+   compound along the trajectory. Its ``r2`` / ``mse`` are the per-seed means over the steps.
+
+Stochastic solvers (``"stochastic"``, ``"ancestral"``) draw their fresh noise from a per-seed
+generator and run one seed at a time, so the result of a seed never depends on the batch it was in.
+
+Caching: trajectories (and single-step predictions) are stored under ``<cache dir>/compare/``
+(``data/cache`` by default, git-ignored; see :func:`course_lib.stats.cache_dir`), one file per
+(denoiser identity, sigma grid, solver, image shape, dtype) holding one entry per seed, so a chapter
+re-run, or a run with more seeds, only computes the missing seeds. A denoiser's identity is its
+``cache_key`` attribute (networks have one) or an explicit ``keys={name: key}`` entry. With
+``cache="auto"`` denoisers without an identity are simply recomputed; ``cache=True`` requires one for
+every denoiser; ``cache=False`` never reads or writes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+
+import torch
+
+from .metrics import fraction_better, median_ci, mse, r2
+from .sampling import SOLVERS, check_sigmas, sample
+
+__all__ = ["initial_noise", "run_trajectories", "Trajectories", "compare", "compare_single_step",
+           "Comparison", "denoiser_key"]
+
+CACHE_VERSION = 1
+STOCHASTIC = ("stochastic", "ancestral")
+
+
+def initial_noise(seeds, shape, sigma_max: float, dtype=torch.float32, device=None) -> torch.Tensor:
+    """x_T for each seed: sigma_max * randn(shape) from ``torch.Generator().manual_seed(seed)``; (S, *shape)."""
+    seeds = _check_seeds(seeds)
+    shape = _check_shape(shape)
+    z = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(s)) for s in seeds])
+    return (float(sigma_max) * z).to(device=device, dtype=dtype)
+
+
+def _check_seeds(seeds) -> list[int]:
+    if isinstance(seeds, int):
+        raise TypeError(f"seeds must be a list of ints (e.g. range({seeds})), got the int {seeds}")
+    seeds = [int(s) if isinstance(s, int) or (torch.is_tensor(s) and s.ndim == 0) else s for s in seeds]
+    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
+        raise ValueError(f"seeds must be a non-empty list of non-negative ints, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {seeds!r}")
+    return seeds
+
+
+def _check_shape(shape) -> tuple:
+    shape = tuple(int(s) for s in shape)
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"shape must be an image shape (C, H, W), got {shape!r}")
+    return shape
+
+
+def denoiser_key(denoiser, key: str | None = None) -> str | None:
+    """The identity used for caching: ``key`` if given, else ``denoiser.cache_key``, else None.
+
+    For a network (the denoiser, or its ``net`` attribute, is a ``torch.nn.Module``) a hash of its
+    weights is appended, so retrained weights under the same name never hit stale trajectories.
+    """
+    k = key if key is not None else getattr(denoiser, "cache_key", None)
+    if k is None:
+        return None
+    if not isinstance(k, str) or not k:
+        raise ValueError(f"a cache key must be a non-empty string, got {k!r}")
+    module = denoiser if isinstance(denoiser, torch.nn.Module) else getattr(denoiser, "net", None)
+    if isinstance(module, torch.nn.Module):
+        h = hashlib.blake2b(digest_size=8)
+        for n, t in module.state_dict().items():
+            t = t.detach().contiguous().cpu()
+            h.update(f"{n}|{tuple(t.shape)}|{t.dtype}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().data)
+        k = f"{k}|weights:{h.hexdigest()}"
+    return k
+
+
+# ------------------------------------------------------------------------------------------ cache
+def _cache_path(parts: dict, label: str, cache_dir):
+    from .stats import cache_dir as _root
+
+    h = hashlib.blake2b(repr(sorted(parts.items())).encode(), digest_size=16).hexdigest()
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:60]
+    return _root(cache_dir) / "compare" / f"{safe}-{h}.pt"
+
+
+def _load(path) -> dict:
+    if path is None or not path.is_file():
+        return {}
+    try:
+        return torch.load(path, weights_only=True, map_location="cpu")
+    except Exception:  # a corrupt or foreign file only costs recomputation
+        return {}
+
+
+def _save(path, entries: dict) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
+            tmp = f.name
+        torch.save(entries, tmp)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only cache directory only costs recomputation
+
+
+def _resolve_cache(cache, key, name):
+    if cache not in (True, False, "auto"):
+        raise ValueError(f"cache must be True, False or 'auto', got {cache!r}")
+    if cache is True and key is None:
+        raise ValueError(f"cache=True but denoiser {name!r} has no identity: give it a cache_key attribute "
+                         f"or pass keys={{{name!r}: '...'}} (or use cache='auto' to recompute it)")
+    return cache is not False and key is not None
+
+
+# ------------------------------------------------------------------------------------------ runs
+@dataclass
+class Trajectories:
+    """Sampling runs of one denoiser for a list of seeds (CPU tensors).
+
+    ``x[i]`` (T+1, S, C, H, W) is the state at ``sigmas[i]`` (``x[-1]`` the samples); ``denoised[i]``
+    (T, S, C, H, W) is D(x[i], sigmas[i]). ``calls`` counts denoiser calls made (0 on a cache hit).
+    """
+    seeds: list
+    sigmas: torch.Tensor
+    x: torch.Tensor
+    denoised: torch.Tensor
+    calls: int = 0
+
+    @property
+    def samples(self) -> torch.Tensor:
+        return self.x[-1]
+
+
+class _Counted:
+    def __init__(self, D):
+        self.D, self.calls = D, 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        return self.D(x, sigma)
+
+
+def _seed_generator(seed: int, device) -> torch.Generator:
+    """Generator for a seed's fresh sampler noise, decorrelated from its x_T stream."""
+    h = int.from_bytes(hashlib.blake2b(f"sampler-noise:{seed}".encode(), digest_size=8).digest(), "big")
+    return torch.Generator(device=device).manual_seed(h % 2**63)
+
+
+def _batches(items, size, progress, desc):
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    if progress and len(chunks) > 0:
+        from tqdm.auto import tqdm
+        return tqdm(chunks, desc=desc, leave=False)
+    return chunks
+
+
+def run_trajectories(denoiser, sigmas, seeds, shape, solver: str = "heun", *, key: str | None = None,
+                     cache="auto", cache_dir=None, dtype=torch.float32, device=None, batch_size: int = 32,
+                     progress: bool = False, name: str | None = None,
+                     sampler_kwargs: dict | None = None) -> Trajectories:
+    """Sample ``denoiser`` from :func:`initial_noise` for every seed (batched, cached; module doc).
+
+    ``sampler_kwargs`` go to :func:`course_lib.sampling.sample` (e.g. ``S_churn``) and into the cache key.
+    """
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable D(x, sigma), got {type(denoiser).__name__}")
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    sig = check_sigmas(sigmas)
+    seeds, shape = _check_seeds(seeds), _check_shape(shape)
+    name = name or getattr(denoiser, "name", None) or type(denoiser).__name__
+    k = denoiser_key(denoiser, key)
+    path = None
+    if _resolve_cache(cache, k, name):
+        parts = {"v": CACHE_VERSION, "kind": "trajectory", "key": k, "sigmas": sig.tolist(),
+                 "solver": solver, "shape": shape, "dtype": str(dtype),
+                 "sampler_kwargs": sorted((sampler_kwargs or {}).items())}
+        path = _cache_path(parts, f"{name}-{solver}", cache_dir)
+    entries = _load(path)
+    missing = [s for s in seeds if s not in entries]
+    D = _Counted(denoiser)
+    size = 1 if solver in STOCHASTIC else batch_size
+    for chunk in _batches(missing, size, progress, f"sampling {name}"):
+        x_T = initial_noise(chunk, shape, float(sig[0]), dtype, device)
+        gen = _seed_generator(chunk[0], x_T.device) if solver in STOCHASTIC else None
+        with torch.no_grad():
+            tr = sample(D, x_T, sig, solver, return_trajectory=True, generator=gen, **(sampler_kwargs or {}))
+        for j, s in enumerate(chunk):
+            entries[s] = {"x": tr.x[:, j].detach().cpu().clone(), "denoised": tr.denoised[:, j].detach().cpu().clone()}
+    if missing:
+        _save(path, entries)
+    x = torch.stack([entries[s]["x"] for s in seeds], dim=1)
+    den = torch.stack([entries[s]["denoised"] for s in seeds], dim=1)
+    return Trajectories(seeds, sig, x, den, D.calls)
+
+
+# ------------------------------------------------------------------------------------------ results
+@dataclass
+class Comparison:
+    """Per-seed agreement of each candidate with the reference (module doc).
+
+    ``r2[name]``, ``mse[name]``: (S,) final-sample agreement (single step: mean over steps);
+    ``step_r2[name]``, ``step_mse[name]``: (T, S) x0-prediction agreement at ``sigmas[t]``;
+    ``samples[name]``: (S, C, H, W) final samples (reference included; single step: reference only).
+    """
+    kind: str
+    names: list
+    reference: str
+    seeds: list
+    sigmas: torch.Tensor
+    solver: str
+    r2: dict
+    mse: dict
+    step_r2: dict
+    step_mse: dict
+    samples: dict
+    calls: dict = field(default_factory=dict)
+
+    def _values(self, name, metric, step):
+        if name not in self.names:
+            raise KeyError(f"unknown candidate {name!r}; candidates are {self.names}")
+        if metric not in ("r2", "mse"):
+            raise ValueError(f"metric must be 'r2' or 'mse', got {metric!r}")
+        if step is None:
+            return (self.r2 if metric == "r2" else self.mse)[name]
+        return (self.step_r2 if metric == "r2" else self.step_mse)[name][step]
+
+    def median(self, name, metric: str = "r2", step: int | None = None, ci: float = 0.95,
+               n_boot: int = 2000, seed: int = 0):
+        """(median, lo, hi) over seeds with a bootstrap CI (:func:`course_lib.metrics.median_ci`)."""
+        v = self._values(name, metric, step).clamp(min=-1e12)  # r^2 = -inf only for a constant target
+        return median_ci(v, n_boot=n_boot, ci=ci, generator=torch.Generator().manual_seed(seed))
+
+    def beats(self, a: str, b: str, metric: str = "r2", step: int | None = None) -> float:
+        """Fraction of seeds where candidate ``a`` agrees better with the reference than ``b`` does
+        (higher r^2, or lower MSE); ties count half."""
+        va, vb = self._values(a, metric, step), self._values(b, metric, step)
+        return fraction_better(va, vb) if metric == "r2" else fraction_better(-va, -vb)
+
+    def summary(self, ci: float = 0.95, n_boot: int = 2000) -> dict:
+        """{name: {"r2": (median, lo, hi), "mse": (median, lo, hi)}} over the seeds."""
+        return {n: {m: self.median(n, m, ci=ci, n_boot=n_boot) for m in ("r2", "mse")} for n in self.names}
+
+    def step_medians(self, metric: str = "r2") -> dict:
+        """{name: (T,) median over seeds at each step}."""
+        d = self.step_r2 if metric == "r2" else self.step_mse
+        return {n: d[n].double().quantile(0.5, dim=1) for n in self.names}
+
+    def table(self, ci: float = 0.95, n_boot: int = 2000) -> str:
+        """Plain-text table: median r^2 and MSE with CIs per candidate, then pairwise win fractions."""
+        what = "final samples" if self.kind == "trajectory" else "mean over steps, single-step"
+        lines = [f"vs {self.reference!r} ({what}; {len(self.seeds)} seeds, {self.solver}, "
+                 f"{len(self.sigmas) - 1} steps; median [{ci:.0%} bootstrap CI])",
+                 f"{'candidate':<22} {'median r2 [CI]':>27} {'median MSE [CI]':>31}"]
+        for n, s in self.summary(ci, n_boot).items():
+            (r, rl, rh), (m, ml, mh) = s["r2"], s["mse"]
+            lines.append(f"{n:<22} {r:>8.3f} [{rl:>7.3f}, {rh:>7.3f}] {m:>10.4g} [{ml:>8.3g}, {mh:>8.3g}]")
+        for i, a in enumerate(self.names):
+            for b in self.names[i + 1:]:
+                lines.append(f"r2: {a} beats {b} on {self.beats(a, b):.0%} of seeds")
+        return "\n".join(lines)
+
+    def __str__(self):
+        return self.table()
+
+    def image_grid(self, n: int = 8, vmin: float = -1.0, vmax: float = 1.0, axes=None):
+        """Side by side (:func:`course_lib.plot.compare_grid`): one labelled row per denoiser, reference
+        first, one column per seed (the first ``n``); candidate rows show the median r^2. Returns the figure."""
+        from .plot import compare_grid
+
+        rows = {self.reference: self.samples[self.reference]}
+        for k in self.names:
+            if k in self.samples:
+                rows[f"{k}\nr²={float(self.r2[k].double().quantile(0.5)):.2f}"] = self.samples[k]
+        return compare_grid(rows, n_images=min(n, len(self.seeds)), vmin=vmin, vmax=vmax, axes=axes)
+
+    def plot_steps(self, metric: str = "r2", ax=None):
+        """Median (over seeds) agreement of the x0-predictions vs the step's sigma, one line per candidate."""
+        import matplotlib.pyplot as plt
+
+        if ax is None:
+            _, ax = plt.subplots(figsize=(4.5, 3))
+        s = self.sigmas[:-1].double()
+        for n, med in self.step_medians(metric).items():
+            d = self.step_r2[n] if metric == "r2" else self.step_mse[n]
+            lo, hi = d.double().quantile(torch.tensor([0.25, 0.75], dtype=torch.float64), dim=1)
+            ax.plot(s, med, marker=".", label=n)
+            ax.fill_between(s, lo, hi, alpha=0.2)
+        ax.set_xscale("log")
+        ax.set_xlabel("sigma")
+        ax.set_ylabel({"r2": "r$^2$ vs reference", "mse": "MSE vs reference"}[metric])
+        ax.set_title(f"x0-predictions ({'own trajectories' if self.kind == 'trajectory' else 'single step'}); "
+                     f"median, IQR", fontsize=9)
+        ax.legend(fontsize=8)
+        return ax
+
+
+def _named(candidates, reference, reference_name):
+    if isinstance(candidates, dict):
+        if not candidates:
+            raise ValueError("candidates is an empty dict")
+        named = dict(candidates)
+    elif callable(candidates):
+        named = {getattr(candidates, "name", None) or "candidate": candidates}
+    else:
+        raise TypeError(f"candidates must be a denoiser or a dict {{name: denoiser}}, got {type(candidates).__name__}")
+    if not callable(reference):
+        raise TypeError(f"reference must be a denoiser D(x, sigma), got {type(reference).__name__}")
+    if reference_name in named:
+        raise ValueError(f"candidate name {reference_name!r} clashes with reference_name")
+    return named
+
+
+def _pair_metrics(pred, target):
+    """Per-image r^2 and MSE over a (..., S, C, H, W) stack, returned as (..., S)."""
+    lead = pred.shape[:-3]
+    p, t = pred.reshape(-1, *pred.shape[-3:]), target.reshape(-1, *target.shape[-3:])
+    return r2(p, t).reshape(lead), mse(p, t).reshape(lead)
+
+
+def compare(candidates, reference, sigmas, seeds, shape, solver: str = "heun", *, keys: dict | None = None,
+            reference_name: str = "reference", cache="auto", cache_dir=None, dtype=torch.float32,
+            device=None, batch_size: int = 32, progress: bool = False,
+            sampler_kwargs: dict | None = None) -> Comparison:
+    """Sample every candidate and the reference from the same noise and compare them (module doc, 1.).
+
+    ``candidates`` is a denoiser or a dict {name: denoiser}; ``keys`` optionally maps names (and
+    ``reference_name``) to cache identities.
+    """
+    named = _named(candidates, reference, reference_name)
+    keys = dict(keys or {})
+    common = dict(cache=cache, cache_dir=cache_dir, dtype=dtype, device=device, batch_size=batch_size,
+                  progress=progress, sampler_kwargs=sampler_kwargs)
+    ref = run_trajectories(reference, sigmas, seeds, shape, solver, key=keys.get(reference_name),
+                           name=reference_name, **common)
+    out = dict(r2={}, mse={}, step_r2={}, step_mse={}, samples={reference_name: ref.samples},
+               calls={reference_name: ref.calls})
+    for n, D in named.items():
+        tr = run_trajectories(D, sigmas, seeds, shape, solver, key=keys.get(n), name=n, **common)
+        out["r2"][n], out["mse"][n] = _pair_metrics(tr.samples, ref.samples)
+        out["step_r2"][n], out["step_mse"][n] = _pair_metrics(tr.denoised, ref.denoised)
+        out["samples"][n], out["calls"][n] = tr.samples, tr.calls
+    return Comparison("trajectory", list(named), reference_name, ref.seeds, ref.sigmas, solver, **out)
+
+
+def compare_single_step(candidates, reference, sigmas, seeds, shape, solver: str = "heun", *,
+                        keys: dict | None = None, reference_name: str = "reference", cache="auto",
+                        cache_dir=None, dtype=torch.float32, device=None, batch_size: int = 32,
+                        progress: bool = False, sampler_kwargs: dict | None = None) -> Comparison:
+    """Evaluate every candidate on the reference trajectory's states x_t (module doc, 2.).
+
+    Each candidate sees D_a(x[t], sigmas[t]) for all steps t and seeds, batched over (step, seed)
+    pairs with a per-sample sigma; its predictions are cached under its identity and the reference's.
+    """
+    if solver == "stochastic":
+        raise ValueError("solver='stochastic' evaluates the denoiser at churned states that the trajectory "
+                         "does not record; use 'heun', 'euler', 'ddim' or 'ancestral' for single-step comparisons")
+    named = _named(candidates, reference, reference_name)
+    keys = dict(keys or {})
+    ref_key = denoiser_key(reference, keys.get(reference_name))
+    ref = run_trajectories(reference, sigmas, seeds, shape, solver, key=ref_key, name=reference_name,
+                           cache=cache, cache_dir=cache_dir, dtype=dtype, device=device,
+                           batch_size=batch_size, progress=progress, sampler_kwargs=sampler_kwargs)
+    T = ref.denoised.shape[0]
+    sig_steps = ref.sigmas[:T]
+    out = dict(r2={}, mse={}, step_r2={}, step_mse={}, samples={reference_name: ref.samples},
+               calls={reference_name: ref.calls})
+    for n, D in named.items():
+        k = denoiser_key(D, keys.get(n))
+        path = None
+        if _resolve_cache(cache, k, n) and ref_key is not None:
+            parts = {"v": CACHE_VERSION, "kind": "single-step", "key": k, "reference": ref_key,
+                     "sigmas": ref.sigmas.tolist(), "solver": solver, "shape": _check_shape(shape),
+                     "dtype": str(dtype), "sampler_kwargs": sorted((sampler_kwargs or {}).items())}
+            path = _cache_path(parts, f"{n}-on-{reference_name}-{solver}", cache_dir)
+        entries = _load(path)
+        missing = [s for s in ref.seeds if s not in entries]
+        Dc = _Counted(D)
+        if missing:
+            cols = [ref.seeds.index(s) for s in missing]
+            xs = ref.x[:T, cols]  # (T, M, C, H, W)
+            flat = xs.reshape(-1, *xs.shape[2:])
+            sig = sig_steps.to(dtype).repeat_interleave(len(cols))
+            preds = []
+            for idx in _batches(list(range(flat.shape[0])), batch_size, progress, f"single-step {n}"):
+                sl = slice(idx[0], idx[-1] + 1)
+                with torch.no_grad():
+                    xb = flat[sl].to(device=device, dtype=dtype)
+                    preds.append(Dc(xb, sig[sl].to(xb.device)).detach().cpu())
+            preds = torch.cat(preds).reshape(xs.shape)
+            for j, s in enumerate(missing):
+                entries[s] = preds[:, j].clone()
+            _save(path, entries)
+        pred = torch.stack([entries[s] for s in ref.seeds], dim=1)
+        out["step_r2"][n], out["step_mse"][n] = _pair_metrics(pred, ref.denoised)
+        out["r2"][n], out["mse"][n] = out["step_r2"][n].mean(0), out["step_mse"][n].mean(0)
+        out["calls"][n] = Dc.calls
+    return Comparison("single-step", list(named), reference_name, ref.seeds, ref.sigmas, solver, **out)

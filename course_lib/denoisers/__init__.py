@@ -12,8 +12,8 @@ from .base import (  # noqa: F401
 # public name -> submodule that defines it; each chapter's machines register here.
 _LAZY = {
     "IdealDenoiser": "ideal",
-    "KernelSmoothedDenoiser": "ideal",
-    "ClosedFormSmoothedDenoiser": "ideal",
+    "KernelSmoothedDenoiser": "smoothing",
+    "ClosedFormSmoothedDenoiser": "smoothing",
     "GaussianDenoiser": "gaussian",
     "GaussianMixtureDenoiser": "gaussian",
     "LocalDenoiser": "local",

@@ -1,0 +1,126 @@
+"""Exercise checks of Chapter 1 (the optimal denoiser, memorization and smoothing).
+
+- :func:`check_posterior_weights`       ``fn(x, train, sigma) -> w`` (B, N): the guessing-game posterior.
+- :func:`check_streaming_softmax_mean`  ``fn(logit_chunks, value_chunks) -> (B, d)``: exact online softmax.
+- :func:`check_kernel_smoothed_score`   ``fn(x, train, sigma, s) -> score`` (B, d): smoothing (a).
+- :func:`check_critical_smoothing`      ``fn() -> float``: the s above which the barycenter of two
+  images becomes the attractor of the closed-form smoothed flow (smoothing (b)).
+
+Each returns a :class:`~course_lib.exercises.base.CheckResult`. Inputs are flattened: x (B, d),
+train (N, d).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..softmax import OnlineSoftmax
+from .base import CheckResult, compare, run_check
+
+__all__ = ["check_posterior_weights", "check_streaming_softmax_mean", "check_kernel_smoothed_score",
+           "check_critical_smoothing", "reference_posterior_weights", "reference_streaming_softmax_mean",
+           "reference_kernel_smoothed_score", "reference_critical_smoothing"]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+# ----------------------------------------------------------------------------- references
+def reference_posterior_weights(x: torch.Tensor, train: torch.Tensor, sigma: float) -> torch.Tensor:
+    """w_bi = softmax_i(-|x_b - x_i|^2 / (2 sigma^2))."""
+    d2 = torch.cdist(x, train) ** 2
+    return torch.softmax(-d2 / (2 * sigma**2), dim=-1)
+
+
+def reference_streaming_softmax_mean(logit_chunks, value_chunks) -> torch.Tensor:
+    """sum_i softmax_i(l) v_i over all chunks, with a running max (online log-sum-exp)."""
+    osm = OnlineSoftmax()
+    for logits, values in zip(logit_chunks, value_chunks):
+        osm.update(logits, values=values)
+    return osm.mean()
+
+
+def reference_kernel_smoothed_score(x: torch.Tensor, train: torch.Tensor, sigma: float, s: float) -> torch.Tensor:
+    """Score of 1/N sum_i N(x_i, (sigma^2 + s^2) I): (sum_i w_i(x; tau) x_i - x) / tau^2."""
+    tau2 = sigma**2 + s**2
+    w = torch.softmax(-torch.cdist(x, train) ** 2 / (2 * tau2), dim=-1)
+    return (w @ train - x) / tau2
+
+
+def reference_critical_smoothing() -> float:
+    """D_s(x) -> 2 Phi(x/s) - 1 for images at -1, +1; the slope at 0 is 2 phi(0)/s = 1 at s = sqrt(2/pi)."""
+    return math.sqrt(2 / math.pi)
+
+
+# ----------------------------------------------------------------------------- checks
+def check_posterior_weights(fn) -> CheckResult:
+    """``fn(x, train, sigma)`` with x (B, d), train (N, d) must return the (B, N) posterior weights."""
+    def body():
+        g = _gen(1)
+        train = torch.randn(7, 5, generator=g, dtype=torch.float64)
+        x = train[:3] + 0.8 * torch.randn(3, 5, generator=g, dtype=torch.float64)
+        for sigma in (0.7, 2.0):
+            w = fn(x.clone(), train.clone(), sigma)
+            ref = reference_posterior_weights(x, train, sigma)
+            if (r := compare(w, ref, f"w at sigma={sigma}", rtol=1e-6, atol=1e-9)) is not None:
+                if isinstance(w, torch.Tensor) and w.shape == ref.shape and torch.allclose(
+                        w.to(ref.dtype).sum(-1), torch.ones(3, dtype=ref.dtype)):
+                    r += " (the rows sum to 1; check the 2 sigma^2 in the Gaussian exponent)"
+                return r
+        return None
+    return run_check("posterior_weights", body)
+
+
+def check_streaming_softmax_mean(fn) -> CheckResult:
+    """``fn(logit_chunks, value_chunks)``: lists of (B, n_k) logits and (n_k, d) values; must return
+    the softmax-weighted mean over ALL items, (B, d), without overflow or underflow."""
+    def body():
+        g = _gen(2)
+        sizes = [3, 5, 1, 4]
+        # logits of size ~1e4 (tiny sigma): exp() of them underflows to 0 without a running max
+        logits = [-1e4 * torch.rand(2, n, generator=g, dtype=torch.float64) - 5e3 for n in sizes]
+        logits[2][0, 0] = -4e3  # the winning item of row 0 sits alone in the third chunk
+        values = [torch.randn(n, 3, generator=g, dtype=torch.float64) for n in sizes]
+        out = fn([l.clone() for l in logits], [v.clone() for v in values])
+        ref = torch.softmax(torch.cat(logits, 1), 1) @ torch.cat(values, 0)
+        if (r := compare(out, ref, "softmax mean", rtol=1e-9, atol=1e-12)) is not None:
+            return r + " (keep a running maximum m and rescale the old sums by exp(m_old - m_new))"
+        # moderate logits, many chunks
+        logits = [torch.randn(2, n, generator=g, dtype=torch.float64) for n in sizes]
+        out = fn(logits, values)
+        ref = torch.softmax(torch.cat(logits, 1), 1) @ torch.cat(values, 0)
+        return compare(out, ref, "softmax mean (moderate logits)", rtol=1e-9, atol=1e-12)
+    return run_check("streaming_softmax_mean", body)
+
+
+def check_kernel_smoothed_score(fn) -> CheckResult:
+    """``fn(x, train, sigma, s)``: the score of the noised kernel-smoothed training distribution."""
+    def body():
+        g = _gen(3)
+        train = torch.randn(6, 4, generator=g, dtype=torch.float64)
+        x = 1.5 * torch.randn(3, 4, generator=g, dtype=torch.float64)
+        for sigma, s in ((0.5, 0.3), (1.0, 1.2)):
+            out = fn(x.clone(), train.clone(), sigma, s)
+            ref = reference_kernel_smoothed_score(x, train, sigma, s)
+            if (r := compare(out, ref, f"score at sigma={sigma}, s={s}", rtol=1e-6, atol=1e-9)) is not None:
+                return r + " (each training point becomes N(x_i, s^2 I); noise adds sigma^2: the mixture " \
+                           "has variance sigma^2 + s^2 in both the weights and the denominator)"
+        return None
+    return run_check("kernel_smoothed_score", body)
+
+
+def check_critical_smoothing(fn) -> CheckResult:
+    """``fn()`` returns the critical s (a float) for two 1-pixel training images at -1 and +1."""
+    def body():
+        v = fn()
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            return f"return a number, got {type(v).__name__}"
+        if not math.isfinite(v) or abs(v - reference_critical_smoothing()) > 1e-3:
+            return (f"got {v:.4g}: write D_s(x, sigma -> 0) = P(x + s z > 0) - P(x + s z < 0) and ask when "
+                    "its slope at the barycenter x = 0 drops below 1")
+        return None
+    return run_check("critical_smoothing", body)

@@ -85,6 +85,10 @@ class _PatchMachine(Denoiser):
             check_patch_size(patch_size)
         self.patch_size = patch_size
         self.boundary = check_boundary(boundary)
+        t = self.train
+        if boundary == "circular" and not callable(patch_size) and patch_size > min(t.H, t.W):
+            raise ValueError(f"patch_size={patch_size} with boundary='circular' must be <= the image "
+                             f"size min(H, W) = {min(t.H, t.W)} (a patch may not wrap onto itself)")
 
     def __repr__(self):
         t = self.train
@@ -150,7 +154,8 @@ class EquivariantLocalDenoiser(_PatchMachine):
         coef = x.new_ones(B) if coef is None else coef
         Q = torch.cat([Q * coef.view(B, 1, 1), (-0.5 * coef).view(B, 1, 1).expand(B, L, 1)], -1)
         Qg = [Q[:, idx] for idx in groups]  # (B, G, m, d + 1)
-        per_image = B * sum(idx.shape[0] * idx.shape[1] ** 2 for idx in groups)
+        # memory per training image: its logits, plus its patches (and their per-group copies)
+        per_image = B * sum(idx.shape[0] * idx.shape[1] ** 2 for idx in groups) + 2 * L * Q.shape[-1]
         for start, Yc in self.train.chunks(x, per_image):
             n = Yc.shape[0]
             T = extract_patches(Yc, P, self.boundary)  # (n, L, d)

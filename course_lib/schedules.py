@@ -45,22 +45,25 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
     ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     sig = (hi + ramp * (lo - hi)) ** rho
+    sig[0] = sigma_max  # exact endpoints (the root-then-power round trip is off by an ulp)
+    if n > 1:
+        sig[-1] = sigma_min
     return torch.cat([sig, sig.new_zeros(1)]) if append_zero else sig
 
 
 def sigma_to_alpha_bar(sigma) -> torch.Tensor:
     """alpha_bar = 1 / (1 + sigma^2)."""
     sigma = torch.as_tensor(sigma, dtype=torch.float64)
-    if bool((sigma < 0).any()):
-        raise ValueError("sigma must be >= 0")
+    if bool((sigma < 0).any()) or bool(torch.isnan(sigma).any()):
+        raise ValueError(f"sigma must be >= 0 (not NaN), got min {sigma.min().item()!r}")
     return 1.0 / (1.0 + sigma**2)
 
 
 def alpha_bar_to_sigma(alpha_bar) -> torch.Tensor:
     """sigma = sqrt((1 - alpha_bar) / alpha_bar), for alpha_bar in (0, 1]."""
     a = torch.as_tensor(alpha_bar, dtype=torch.float64)
-    if bool(((a <= 0) | (a > 1)).any()):
-        raise ValueError("alpha_bar must lie in (0, 1]")
+    if not bool(((a > 0) & (a <= 1)).all()):
+        raise ValueError(f"alpha_bar must lie in (0, 1], got values in [{a.min().item()!r}, {a.max().item()!r}]")
     return torch.sqrt((1.0 - a) / a)
 
 
@@ -102,20 +105,38 @@ def cosine_alpha_bar(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -
     return torch.cumprod(1 - betas, 0)
 
 
-def ddim_timesteps(num_steps: int, T: int = 1000) -> torch.Tensor:
-    """DDIM's uniform ("linspace"-like, leading) time grid: t = T-1-k*c for k = 0..num_steps-1 with
-    c = T // num_steps, as 0-based indices into an alpha_bar table, descending."""
+def ddim_timesteps(num_steps: int, T: int = 1000, spacing: str = "trailing") -> torch.Tensor:
+    """A DDIM time grid of ``num_steps`` 0-based indices into an alpha_bar table of length ``T``,
+    descending, with stride c = T // num_steps:
+
+    - ``"trailing"`` (default): t = T-1 - k c, k = 0..num_steps-1, so the first step starts at the
+      noisiest entry of the table (Lin et al. 2024's recommendation; diffusers' "trailing" spacing);
+    - ``"leading"``: t = k c (the DDIM paper's code, ``range(0, T, c)``), which starts at
+      (num_steps-1) c and never visits the noisiest entries when c > 1.
+    """
+    if not isinstance(T, int) or T < 1:
+        raise ValueError(f"T must be an int >= 1, got {T!r}")
     if not isinstance(num_steps, int) or not 1 <= num_steps <= T:
         raise ValueError(f"num_steps must be an int in [1, T={T}], got {num_steps!r}")
     c = T // num_steps
-    return torch.arange(num_steps, dtype=torch.long).flip(0) * c + (T - 1 - (num_steps - 1) * c)
+    k = torch.arange(num_steps, dtype=torch.long)
+    if spacing == "trailing":
+        return T - 1 - k * c
+    if spacing == "leading":
+        return k.flip(0) * c
+    raise ValueError(f"spacing must be 'trailing' or 'leading', got {spacing!r}")
 
 
-def ddim_sigmas(num_steps: int, alpha_bar: torch.Tensor, append_zero: bool = True) -> torch.Tensor:
-    """The VE sigmas visited by DDIM on ``alpha_bar`` with ``num_steps`` steps (descending, final 0).
+def ddim_sigmas(num_steps: int, alpha_bar: torch.Tensor, append_zero: bool = True,
+                spacing: str = "trailing") -> torch.Tensor:
+    """The VE sigmas visited by DDIM on ``alpha_bar`` with ``num_steps`` steps (descending, final 0):
+    sigma = sqrt((1 - alpha_bar_t) / alpha_bar_t) at the times of :func:`ddim_timesteps`.
 
     Running the Euler probability-flow sampler on these sigmas reproduces DDIM exactly (Chapter 0).
     """
-    idx = ddim_timesteps(num_steps, len(alpha_bar))
+    alpha_bar = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    if alpha_bar.ndim != 1:
+        raise ValueError(f"alpha_bar must be a 1-D table, got shape {tuple(alpha_bar.shape)}")
+    idx = ddim_timesteps(num_steps, len(alpha_bar), spacing)
     sig = alpha_bar_to_sigma(alpha_bar[idx])
     return torch.cat([sig, sig.new_zeros(1)]) if append_zero else sig

@@ -37,8 +37,9 @@ class OnlineSoftmax:
     :meth:`mean` returns sum_i softmax_i v_i of shape (..., d). ``-inf`` logits (masked items) are
     allowed, as long as every query has at least one finite logit overall.
 
-    With ``track_entropy=True`` it also accumulates sum exp(l - m) l, which gives the Shannon
-    entropy of the weights, H = logsumexp - E_w[l] (used for the effective number of images).
+    With ``track_entropy=True`` it also accumulates sum exp(l - m) (l - m), which gives the Shannon
+    entropy of the weights, H = logsumexp - E_w[l] = log s - E_w[l - m] (used for the effective
+    number of images), without the cancellation of two large numbers at small sigma.
     """
 
     def __init__(self, track_entropy: bool = False):
@@ -49,22 +50,30 @@ class OnlineSoftmax:
                weighted_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         if (values is None) == (weighted_sum is None):
             raise ValueError("pass exactly one of values= or weighted_sum=")
+        if self.m is not None and logits.shape[:-1] != self.m.shape:
+            raise ValueError(f"logits must have shape {tuple(self.m.shape)} + (n_chunk,) like the previous "
+                             f"chunks, got {tuple(logits.shape)}")
         m_chunk = logits.amax(-1)
         m_new = m_chunk if self.m is None else torch.maximum(self.m, m_chunk)
         shift = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
-        w = torch.exp(logits - shift.unsqueeze(-1))
+        rel = logits - shift.unsqueeze(-1)
+        w = torch.exp(rel)
         part = w @ values if values is not None else weighted_sum(w)
+        # entropy accumulator relative to the running shift: sum exp(l - m)(l - m), no cancellation
+        wl = torch.where(w > 0, w * rel, torch.zeros_like(w)).sum(-1) if self.track_entropy else None
         if self.m is None:
-            self.s, self.acc = w.sum(-1), part
-            if self.track_entropy:
-                self.wl = torch.where(w > 0, w * logits, torch.zeros_like(w)).sum(-1)
+            self.s, self.acc, self.wl = w.sum(-1), part, wl
         else:
-            old = torch.where(torch.isfinite(self.m), self.m, torch.zeros_like(self.m))
-            scale = torch.exp(old - shift)
+            # a query whose earlier items were all masked (m = -inf) has s = acc = 0: its scale is 0,
+            # never exp(0 - shift), which overflows to inf for very negative logits (0 * inf = NaN)
+            finite = torch.isfinite(self.m)
+            old = torch.where(finite, self.m, shift)
+            scale = torch.where(finite, torch.exp(old - shift), torch.zeros_like(shift))
+            if self.track_entropy:
+                # sum exp(l - m')(l - m') = scale * (sum exp(l - m)(l - m) + (m - m') s)
+                self.wl = scale * (self.wl + (old - shift) * self.s) + wl
             self.s = self.s * scale + w.sum(-1)
             self.acc = self.acc * scale.unsqueeze(-1) + part
-            if self.track_entropy:
-                self.wl = self.wl * scale + torch.where(w > 0, w * logits, torch.zeros_like(w)).sum(-1)
         self.m = m_new
         self._shift = shift
 
@@ -89,4 +98,4 @@ class OnlineSoftmax:
         if not self.track_entropy:
             raise RuntimeError("construct OnlineSoftmax(track_entropy=True) to get the entropy")
         self._check()
-        return torch.log(self.s) - (self.wl / self.s - self._shift)
+        return torch.log(self.s) - self.wl / self.s

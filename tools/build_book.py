@@ -75,12 +75,12 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     timeout = args.timeout or {"ci": 300, "book": 3600, "paper": 24 * 3600}[args.scale]
 
-    if SRC.exists():
+    if SRC.exists() and not args.only:
         shutil.rmtree(SRC)
-    SRC.mkdir(parents=True)
+    SRC.mkdir(parents=True, exist_ok=True)
     for name in ("_config.yml", "_toc.yml"):
         shutil.copy(ROOT / name, SRC / name)
-    shutil.copytree(ROOT / "book", SRC / "book")
+    shutil.copytree(ROOT / "book", SRC / "book", dirs_exist_ok=True)
 
     times = {}
     notebooks = chapter_notebooks()

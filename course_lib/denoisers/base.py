@@ -1,4 +1,4 @@
-"""The one denoiser interface (Chapter 0, Sec. "Denoisers, scores and epsilon").
+"""The one denoiser interface (Chapter 0, Sec. "Denoisers, scores and noise predictions").
 
 A denoiser is a callable ``D(x, sigma) -> x0_hat`` in the EDM variance-exploding convention
 ``x = x0 + sigma * z``: ``x`` is a batch of shape (B, C, H, W) and ``sigma`` a positive float or a
@@ -78,15 +78,17 @@ class Denoiser:
 def score_from_denoiser(denoiser: Callable, x: torch.Tensor, sigma) -> torch.Tensor:
     """score(x, sigma) = (D(x, sigma) - x) / sigma^2 for any denoiser callable."""
     x = check_images(x)
-    s = sigma_view(sigma_batch(sigma, x), x)
-    return (denoiser(x, sigma) - x) / s**2
+    sb = sigma_batch(sigma, x)  # plain callables get the validated (B,) tensor, like Denoiser.denoise
+    s = sigma_view(sb, x)
+    return (denoiser(x, sb) - x) / s**2
 
 
 def eps_from_denoiser(denoiser: Callable, x: torch.Tensor, sigma) -> torch.Tensor:
     """eps_hat(x, sigma) = (x - D(x, sigma)) / sigma for any denoiser callable."""
     x = check_images(x)
-    s = sigma_view(sigma_batch(sigma, x), x)
-    return (x - denoiser(x, sigma)) / s
+    sb = sigma_batch(sigma, x)
+    s = sigma_view(sb, x)
+    return (x - denoiser(x, sb)) / s
 
 
 class FunctionDenoiser(Denoiser):

@@ -1,0 +1,96 @@
+"""Widget helpers for chapters (cheap, headless-safe).
+
+A chapter's widget cell redraws a precomputed result; the static figure at the widget's default
+values is drawn first (in the cell before, or by :func:`interact_with_static`), so the rendered
+book shows it even without a kernel. ipywidgets and matplotlib are imported lazily.
+
+Set the environment variable ``COURSE_NO_WIDGETS=1`` to skip the interactive part (only the static
+figure is drawn); useful when executing notebooks headless (see jupyter/nbclient#312).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable
+
+__all__ = ["sigma_slider", "widget_defaults", "draw_static", "interact_with_static", "widgets_enabled"]
+
+
+def widgets_enabled() -> bool:
+    """False when ``COURSE_NO_WIDGETS`` is set to 1/true/yes or ipywidgets is not installed."""
+    if os.environ.get("COURSE_NO_WIDGETS", "").strip().lower() in ("1", "true", "yes"):
+        return False
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def sigma_slider(value: float = 1.0, min: float = 1e-3, max: float = 80.0, description: str = "σ",
+                 step: float = 0.05, continuous_update: bool = False):
+    """A log-scale slider for the noise level sigma in [min, max] (``ipywidgets.FloatLogSlider``)."""
+    if not (0 < min <= value <= max):
+        raise ValueError(f"need 0 < min <= value <= max, got min={min}, value={value}, max={max}")
+    import ipywidgets as w
+
+    return w.FloatLogSlider(value=value, base=10, min=math.log10(min), max=math.log10(max), step=step,
+                            description=description, continuous_update=continuous_update,
+                            readout_format=".3g")
+
+
+def _to_widget(name, abbrev):
+    import ipywidgets as w
+
+    if isinstance(abbrev, w.ValueWidget) or isinstance(abbrev, w.fixed):
+        return abbrev
+    widget = w.interactive.widget_from_abbrev(abbrev)
+    if widget is None:
+        raise ValueError(f"cannot make a widget for argument {name!r} from {abbrev!r}")
+    return widget
+
+
+def widget_defaults(**widgets) -> dict:
+    """The value each argument takes before the reader moves anything: a widget's ``.value``,
+    ``fixed(v).value``, or the default ipywidgets gives an abbreviation such as ``(0, 10)`` or a list.
+    Without ipywidgets, plain values are returned as they are (lists: their first entry)."""
+    out = {}
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        for k, v in widgets.items():
+            out[k] = v[0] if isinstance(v, (list, tuple)) and v else getattr(v, "value", v)
+        return out
+    for k, v in widgets.items():
+        out[k] = _to_widget(k, v).value
+    return out
+
+
+def draw_static(fn: Callable, **widgets):
+    """Call ``fn`` at the widgets' default values and show the figure (the book's static view)."""
+    import matplotlib.pyplot as plt
+
+    result = fn(**widget_defaults(**widgets))
+    if plt.get_fignums():
+        plt.show()
+    return result
+
+
+def interact_with_static(fn: Callable, static: bool = True, **widgets):
+    """Draw ``fn`` at the default values (a static figure), then attach the interactive widget.
+
+    ``widgets`` maps ``fn``'s argument names to ipywidgets (e.g. :func:`sigma_slider`) or
+    ``interact`` abbreviations. Returns the ``interactive`` object, or None when widgets are
+    disabled (``COURSE_NO_WIDGETS=1``) or unavailable, in which case only the static figure shows.
+    """
+    if static:
+        draw_static(fn, **widgets)
+    if not widgets_enabled():
+        return None
+    import ipywidgets as w
+    from IPython.display import display
+
+    controls = {k: _to_widget(k, v) for k, v in widgets.items()}
+    ui = w.interactive(fn, **controls)
+    display(ui)
+    return ui

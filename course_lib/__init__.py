@@ -19,7 +19,8 @@ __version__ = "0.1.0"
 
 _SUBMODULES = {
     "config", "schedules", "denoisers", "sampling", "data", "stats", "softmax", "metrics",
-    "plot", "widgets", "exercises", "rmt", "learning", "compare", "jacobian", "nets", "train",
+    "plot", "widgets", "exercises", "rmt", "rmt_mc", "learning", "compare", "jacobian", "nets", "train",
+    "tweedie", "linear", "diagnostics", "calibrate", "patches", "configs", "creativity",
 }
 
 

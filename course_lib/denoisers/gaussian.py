@@ -205,8 +205,8 @@ def _svd_stats(Xj: torch.Tensor, r: int):
     n, d = Xj.shape
     mean = Xj.mean(0)
     _, S, Vh = torch.linalg.svd(Xj - mean, full_matrices=False)   # S (n,), Vh (n, d)
-    lam = torch.zeros(r, dtype=Xj.dtype)
-    U = torch.zeros(d, r, dtype=Xj.dtype)
+    lam = torch.zeros(r, dtype=Xj.dtype, device=Xj.device)
+    U = torch.zeros(d, r, dtype=Xj.dtype, device=Xj.device)
     k = min(r, n)
     lam[:k] = S[:k] ** 2 / (n - 1)
     U[:, :k] = Vh[:k].T
@@ -245,7 +245,7 @@ class GaussianMixtureDenoiser(Denoiser):
         from ..stats import dataset_stats
 
         X = _flat(train_images)
-        labels = torch.as_tensor(labels)
+        labels = torch.as_tensor(labels).to(train_images.device)
         if labels.shape != (X.shape[0],):
             raise ValueError(f"labels must have shape ({X.shape[0]},), got {tuple(labels.shape)}")
         classes = torch.unique(labels).tolist()

@@ -1,0 +1,114 @@
+"""Exercise checks of Chapter 2 (the linear lens).
+
+- :func:`check_wiener_denoiser`     ``fn(x, mu, Sigma, sigma) -> (B, d)``: mu + Sigma (Sigma + sigma^2 I)^-1 (x - mu).
+- :func:`check_closed_form_path`    ``fn(x_T, mu, lam, U, sigma_T, sigma) -> (B, d)``: the Gaussian PF-ODE
+  solution x(sigma) (U is a full orthonormal basis (d, d), lam (d,)).
+- :func:`check_power_law_rf`        ``fn(N, A, lam0, sigma) -> (N,)``: the 1-D power-law receptive field.
+- :func:`check_mode_learning_curve` ``fn(lam, sigma, eta, tau) -> (K,)``: W_kk(tau) of gradient flow from W = 0.
+
+Each returns a :class:`~course_lib.exercises.base.CheckResult`. Inputs are float64, flattened.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import CheckResult, compare, run_check
+
+__all__ = ["check_wiener_denoiser", "check_closed_form_path", "check_power_law_rf", "check_mode_learning_curve",
+           "reference_wiener_denoiser", "reference_closed_form_path", "reference_power_law_rf",
+           "reference_mode_learning_curve"]
+
+
+def _gen(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def _problem(seed, d=8, B=5):
+    g = _gen(seed)
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=g, dtype=torch.float64))
+    lam = torch.logspace(1, -2, d, dtype=torch.float64)
+    mu = torch.randn(d, generator=g, dtype=torch.float64)
+    x = torch.randn(B, d, generator=g, dtype=torch.float64) * 2
+    return x, mu, lam, Q
+
+
+# ----------------------------------------------------------------------------- references
+def reference_wiener_denoiser(x, mu, Sigma, sigma):
+    """D(x) = mu + Sigma (Sigma + sigma^2 I)^-1 (x - mu), rows of x (B, d)."""
+    I = torch.eye(len(mu), dtype=x.dtype)
+    return mu + torch.linalg.solve(Sigma + sigma**2 * I, Sigma @ (x - mu).T).T  # Sigma and the inverse commute
+
+
+def reference_closed_form_path(x_T, mu, lam, U, sigma_T, sigma):
+    """x(sigma) = mu + U diag(sqrt((sigma^2 + lam)/(sigma_T^2 + lam))) U^T (x_T - mu)."""
+    g = torch.sqrt((sigma**2 + lam) / (sigma_T**2 + lam))
+    return mu + ((x_T - mu) @ U) * g @ U.T
+
+
+def reference_power_law_rf(N, A, lam0, sigma):
+    """RF[k] = (1/N)[-sigma^2/(sigma^2 + lam0) + pi c cosh(pi c (1 - |k|/(N/2)))/sinh(pi c)], c = sqrt(A)/sigma,
+    at circular offsets k = 0..N-1 (offset k and k - N are the same pixel)."""
+    c = math.sqrt(A) / sigma
+    k = torch.arange(N, dtype=torch.float64)
+    k = torch.minimum(k, N - k)
+    return (-sigma**2 / (sigma**2 + lam0) + math.pi * c * torch.cosh(math.pi * c * (1 - k / (N / 2)))
+            / math.sinh(math.pi * c)) / N
+
+
+def reference_mode_learning_curve(lam, sigma, eta, tau):
+    """W_kk(tau) = w* (1 - exp(-2 eta tau (sigma^2 + lam))), w* = lam/(lam + sigma^2)."""
+    w = lam / (lam + sigma**2)
+    return w * (1 - torch.exp(-2 * eta * tau * (sigma**2 + lam)))
+
+
+# ----------------------------------------------------------------------------- checks
+def check_wiener_denoiser(fn) -> CheckResult:
+    """``fn(x, mu, Sigma, sigma)`` with x (B, d) must return the Wiener/Gaussian denoiser output (B, d)."""
+    def body():
+        x, mu, lam, U = _problem(0)
+        Sigma = U @ torch.diag(lam) @ U.T
+        for sigma in (0.05, 1.0, 20.0):
+            why = compare(fn(x.clone(), mu.clone(), Sigma.clone(), sigma),
+                          reference_wiener_denoiser(x, mu, Sigma, sigma), f"D(x, sigma={sigma})", rtol=1e-6, atol=1e-8)
+            if why:
+                return why + " (hint: D = mu + Sigma (Sigma + sigma^2 I)^-1 (x - mu); sigma enters squared)"
+    return run_check("wiener_denoiser", body)
+
+
+def check_closed_form_path(fn) -> CheckResult:
+    """``fn(x_T, mu, lam, U, sigma_T, sigma)`` must return x(sigma) of the Gaussian PF-ODE (B, d)."""
+    def body():
+        x, mu, lam, U = _problem(1)
+        x_T = 30.0 * x
+        for sigma in (10.0, 1.0, 0.01):
+            why = compare(fn(x_T.clone(), mu.clone(), lam.clone(), U.clone(), 30.0, sigma),
+                          reference_closed_form_path(x_T, mu, lam, U, 30.0, sigma), f"x(sigma={sigma})",
+                          rtol=1e-6, atol=1e-8)
+            if why:
+                return why + " (hint: each PC coordinate scales by sqrt((sigma^2 + lam_k)/(sigma_T^2 + lam_k)))"
+    return run_check("closed_form_path", body)
+
+
+def check_power_law_rf(fn) -> CheckResult:
+    """``fn(N, A, lam0, sigma)`` must return the (N,) closed-form receptive field at offsets 0..N-1."""
+    def body():
+        for N, A, lam0, sigma in ((64, 2.0, 5.0, 0.5), (33, 1.0, 1.0, 2.0)):
+            why = compare(fn(N, A, lam0, sigma), reference_power_law_rf(N, A, lam0, sigma),
+                          f"RF(N={N}, sigma={sigma})", rtol=1e-6, atol=1e-9)
+            if why:
+                return why + " (hint: c = sqrt(A)/sigma; the -sigma^2/(sigma^2+lam0) term corrects the m = 0 mode)"
+    return run_check("power_law_rf", body)
+
+
+def check_mode_learning_curve(fn) -> CheckResult:
+    """``fn(lam, sigma, eta, tau)`` must return W_kk(tau) (K,) for gradient flow started at W = 0."""
+    def body():
+        lam = torch.logspace(1, -3, 6, dtype=torch.float64)
+        for sigma, tau in ((0.1, 3.0), (1.0, 0.2), (0.5, 100.0)):
+            why = compare(fn(lam.clone(), sigma, 0.5, tau), reference_mode_learning_curve(lam, sigma, 0.5, tau),
+                          f"W_kk(tau={tau}, sigma={sigma})", rtol=1e-6, atol=1e-9)
+            if why:
+                return why + " (hint: the relaxation rate of mode k is 2 eta (sigma^2 + lam_k))"
+    return run_check("mode_learning_curve", body)

@@ -1,0 +1,132 @@
+"""Exercise checks of Chapter 3 (random-matrix theory of consistency).
+
+- :func:`check_silverstein_kappa`   ``fn(lam, s, n) -> float``: the renormalised ridge kappa(lam).
+- :func:`check_overshrinkage`       ``fn(sigma, s, n) -> (d,)``: s_k / (s_k + kappa(sigma^2)).
+- :func:`check_two_point_variance`  ``fn(v, w, sigma, s, n) -> float``: Var over training sets of v^T D(x).
+- :func:`check_mc_trace`            ``fn(s, n, lam, n_sets, generator) -> float``: a Monte Carlo estimate
+  of E tr[Sigma_hat (Sigma_hat + lam I)^-1] (tr = Tr/d, Sigma_hat = X^T X / n, X ~ N(0, diag(s))).
+
+Each returns a :class:`~course_lib.exercises.base.CheckResult`; ``s`` is a float64 spectrum (d,),
+vectors are float64 coordinates in the population eigenbasis.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .. import rmt, rmt_mc
+from .base import CheckResult, compare, run_check
+
+__all__ = ["check_silverstein_kappa", "check_overshrinkage", "check_two_point_variance", "check_mc_trace",
+           "reference_silverstein_kappa", "reference_overshrinkage", "reference_two_point_variance",
+           "reference_mc_trace"]
+
+F64 = torch.float64
+
+
+# ----------------------------------------------------------------------------- references
+def reference_silverstein_kappa(lam, s, n):
+    """Bisection on g(kappa) = kappa (1 - sum_k s_k/(s_k + kappa) / n) = lam over [lam, lam + sum(s)/n]."""
+    lo, hi = float(lam), float(lam) + float(s.sum()) / n
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if mid * (1 - (s / (s + mid)).sum().item() / n) < lam:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+def reference_overshrinkage(sigma, s, n):
+    """s_k / (s_k + kappa(sigma^2)): the factors of the training-set-averaged Wiener filter."""
+    return s / (s + reference_silverstein_kappa(sigma**2, s, n))
+
+
+def reference_two_point_variance(v, w, sigma, s, n):
+    """kappa^2/(n - df2) [diamond(v) diamond(w) + diamond(v, w)^2], kappa = kappa(sigma^2)."""
+    k = reference_silverstein_kappa(sigma**2, s, n)
+    m = s / (s + k) ** 2
+    df2 = (s * s / (s + k) ** 2).sum()
+    return (k**2 / (n - df2) * ((v * m * v).sum() * (w * m * w).sum() + (v * m * w).sum() ** 2)).item()
+
+
+def reference_mc_trace(s, n, lam, n_sets, generator):
+    """Average over n_sets data sets of tr[Sigma_hat (Sigma_hat + lam)^-1] via the eigenvalues of Sigma_hat."""
+    X = torch.randn(n_sets, n, len(s), generator=generator, dtype=F64) * s.sqrt()
+    ell = torch.linalg.eigvalsh(X.transpose(1, 2) @ X / n)
+    return (ell / (ell + lam)).mean().item()
+
+
+# ----------------------------------------------------------------------------- checks
+def _spectrum(d=40, alpha=1.2):
+    return rmt_mc.power_law_spectrum(d, alpha)
+
+
+def _scalar(got, what):
+    try:
+        return float(got)
+    except Exception:
+        raise TypeError(f"{what} should be a number, got {type(got).__name__}")
+
+
+def check_silverstein_kappa(fn) -> CheckResult:
+    """``fn(lam, s, n)`` must return kappa(lam) solving kappa - lam = (d/n) kappa tr[Sigma (Sigma + kappa)^-1]."""
+    def body():
+        s = _spectrum()
+        for lam, n in [(0.05, 12), (0.5, 80), (1e-3, 25), (0.0, 20)]:
+            got = _scalar(fn(lam, s.clone(), n), "kappa")
+            ref = rmt.silverstein_kappa(lam, s, n).item()
+            if not math.isfinite(got) or abs(got - ref) > 1e-7 * max(ref, 1e-12):
+                hint = (" (hint: kappa >= lam; for lam = 0 and d > n take the positive root, df1(kappa) = n)"
+                        if lam == 0 else " (hint: gamma = d/n and tr is the normalised trace Tr/d)")
+                return f"kappa(lam={lam}, n={n}) = {got:.6g}, expected {ref:.6g}" + hint
+    return run_check("silverstein_kappa", body)
+
+
+def check_overshrinkage(fn) -> CheckResult:
+    """``fn(sigma, s, n)`` must return the (d,) factors s_k / (s_k + kappa(sigma^2))."""
+    def body():
+        s = _spectrum()
+        for sigma, n in [(0.3, 15), (1.0, 100)]:
+            why = compare(fn(sigma, s.clone(), n), rmt.one_point_filter(sigma, s, n), f"factors(sigma={sigma}, n={n})",
+                          rtol=1e-7, atol=1e-12)
+            if why:
+                return why + " (hint: the ridge of the Silverstein equation is lam = sigma^2)"
+    return run_check("overshrinkage", body)
+
+
+def check_two_point_variance(fn) -> CheckResult:
+    """``fn(v, w, sigma, s, n)`` must return the 2-point deterministic equivalent (with the real-Gaussian term)."""
+    def body():
+        s = _spectrum()
+        g = torch.Generator().manual_seed(5)
+        for sigma, n in [(0.3, 30), (0.8, 200)]:
+            v = torch.randn(len(s), generator=g, dtype=F64)
+            w = torch.randn(len(s), generator=g, dtype=F64) * s.sqrt() + 2 * v   # correlated with v
+            got = _scalar(fn(v.clone(), w.clone(), sigma, s.clone(), n), "the variance")
+            ref = rmt.two_point_variance(v, w, sigma, s, n).item()
+            if not math.isfinite(got) or abs(got - ref) > 1e-7 * ref:
+                return (f"Var(sigma={sigma}, n={n}) = {got:.6g}, expected {ref:.6g} (hint: kappa^2/(n - df2(kappa)) "
+                        f"times diamond(v) diamond(w) PLUS diamond(v, w)^2, with diamond(a, b) = a^T Sigma "
+                        f"(Sigma + kappa)^-2 b)")
+    return run_check("two_point_variance", body)
+
+
+def check_mc_trace(fn) -> CheckResult:
+    """``fn(s, n, lam, n_sets, generator)``: Monte Carlo E tr[Sigma_hat (Sigma_hat + lam)^-1], judged against the
+    deterministic equivalent with a tolerance of 4 standard errors plus the O(1/d) finite-size bias 0.5/d."""
+    def body():
+        s, n, n_sets = _spectrum(60), 30, 200
+        for lam in (0.02, 0.5):
+            got = _scalar(fn(s.clone(), n, lam, n_sets, torch.Generator().manual_seed(1)), "the estimate")
+            per_set = []
+            g = torch.Generator().manual_seed(2)
+            for _ in range(20):   # the standard error of one set's trace, from an independent reference run
+                per_set.append(reference_mc_trace(s, n, lam, 1, g))
+            se = torch.tensor(per_set).std().item() / math.sqrt(n_sets)
+            de = rmt.trace_de(lam, s, n).item()
+            if not math.isfinite(got) or abs(got - de) > 4 * se + 0.5 / len(s) * de:
+                return (f"estimate {got:.5g} for lam={lam} is far from the deterministic equivalent {de:.5g} "
+                        f"(hint: Sigma_hat = X^T X / n with X (n, d) drawn with variances s; tr = Tr/d)")
+    return run_check("mc_trace", body)

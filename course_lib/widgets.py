@@ -94,3 +94,20 @@ def interact_with_static(fn: Callable, static: bool = True, **widgets):
     ui = w.interactive(fn, **controls)
     display(ui)
     return ui
+
+
+def interact(fn: Callable, **widgets):
+    """``ipywidgets.interact`` that is safe to execute headless.
+
+    Chapters draw the static figure at the default values in the cell before, then call this. When
+    widgets are disabled (``COURSE_NO_WIDGETS=1``, which ``tools/build_book.py`` sets because
+    widget comms can stall a headless kernel client, jupyter/nbclient#312) it only prints a note,
+    so the rendered book shows the static figure and a pointer to the interactive notebook.
+    """
+    if not widgets_enabled():
+        print("Interactive figure: run this notebook in Jupyter to move the controls "
+              "(the figure above shows the default values).")
+        return None
+    import ipywidgets as w
+
+    return w.interact(fn, **widgets)

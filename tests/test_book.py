@@ -42,3 +42,14 @@ def test_chapter_committed_without_outputs(stem):
     dirty = [i for i, c in enumerate(cells) if c["cell_type"] == "code" and (c.get("outputs") or c.get("execution_count"))]
     assert not dirty, f"{stem}: cells {dirty} have outputs; strip them (executed copies are build artefacts)"
 
+
+
+@pytest.mark.parametrize("stem", NOTEBOOKS)
+def test_widget_cells_use_the_headless_safe_interact(stem):
+    """ipywidgets.interact can stall papermill (jupyter/nbclient#312): chapters use
+    course_lib.widgets.interact, which tools/build_book.py turns into a note."""
+    cells = json.loads((ROOT / f"{stem}.ipynb").read_text())["cells"]
+    for c in cells:
+        src = "".join(c["source"]) if c["cell_type"] == "code" else ""
+        assert "widgets.interact(" not in src and "from ipywidgets import interact" not in src, (
+            f"{stem}: use `from course_lib.widgets import interact` instead of ipywidgets' interact")

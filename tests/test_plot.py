@@ -79,3 +79,15 @@ def test_widgets_static_then_interactive(monkeypatch):
     with pytest.raises(ValueError, match="min <= value"):
         widgets.sigma_slider(100.0, max=80.0)
     plt.close("all")
+
+
+def test_interact_is_headless_safe(monkeypatch, capsys):
+    from course_lib import widgets
+
+    calls = []
+    monkeypatch.setenv("COURSE_NO_WIDGETS", "1")
+    assert widgets.interact(lambda s: calls.append(s), s=(0.0, 1.0)) is None
+    assert calls == [] and "run this notebook" in capsys.readouterr().out
+    monkeypatch.setenv("COURSE_NO_WIDGETS", "0")
+    ui = widgets.interact(lambda s: calls.append(s), s=(0.0, 1.0))
+    assert ui is not None and calls == [0.5]  # ipywidgets calls fn once at the default value

@@ -9,6 +9,7 @@ citation or cell fails it. Each notebook's wall time is printed.
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 import sys
@@ -48,6 +49,7 @@ def chapter_notebooks() -> list[Path]:
 def execute(nb: Path, out: Path, scale: str, timeout: int) -> float:
     import papermill as pm
 
+    os.environ["COURSE_NO_WIDGETS"] = "1"  # see course_lib.widgets.interact (jupyter/nbclient#312)
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for attempt in (1, 2):

@@ -42,8 +42,10 @@ def load_training_images(cfg: dict):
     """(images, labels, indices) of the config's training subset."""
     from .data import load_dataset
 
-    images, labels, info = load_dataset(cfg["dataset"], split=cfg["split"], n=cfg.get("n"), return_info=True)
-    return images, labels, info.indices
+    images, labels, info = load_dataset(cfg["dataset"], split=cfg["split"], n=cfg.get("n"), return_info=True,
+                                        **cfg.get("options", {}))
+    indices = info.indices if info.indices is not None else torch.arange(len(images))
+    return images, labels, indices
 
 
 def content_hash(images: torch.Tensor) -> str:
@@ -64,13 +66,18 @@ def edm_loss(net, x0, generator, P_mean=-1.2, P_std=1.2, class_labels=None):
 
 
 def train(name: str, steps: int | None = None, device: str = "cpu", out: Path | None = None,
-          log_every: int = 50, save_every: int = 250, progress: bool = True, amp: bool = False) -> Path:
-    """Train (or resume) config ``name``; return the path of the committed-format checkpoint."""
+          log_every: int = 50, save_every: int = 250, progress: bool = True, amp: bool = False,
+          config: dict | None = None, state_dir: Path | None = None) -> Path:
+    """Train (or resume) config ``name``; return the path of the committed-format checkpoint.
+
+    ``config`` overrides the registered config of that name (tests use tiny ones); resumable state
+    goes to ``state_dir`` (default ``data/cache/train_state``).
+    """
     from tqdm.auto import tqdm
 
-    if name not in CONFIGS:
+    if config is None and name not in CONFIGS:
         raise KeyError(f"unknown config {name!r}; known: {sorted(CONFIGS)}")
-    cfg = dict(CONFIGS[name])
+    cfg = dict(config if config is not None else CONFIGS[name])
     if steps is not None:
         cfg["steps"] = int(steps)
     dev = torch.device(device)
@@ -83,7 +90,7 @@ def train(name: str, steps: int | None = None, device: str = "cpu", out: Path | 
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], betas=(0.9, 0.999))
     gen = torch.Generator().manual_seed(cfg["seed"])
     out = Path(out) if out else CKPT_DIR / f"{name}.pt"
-    state_path = STATE_DIR / f"{name}.state.pt"
+    state_path = Path(state_dir or STATE_DIR) / f"{name}.state.pt"
     step, losses = 0, []
     if state_path.exists():  # resume
         st = torch.load(state_path, map_location=dev, weights_only=False)
@@ -116,7 +123,7 @@ def train(name: str, steps: int | None = None, device: str = "cpu", out: Path | 
             bar.set_postfix(loss=f"{losses[-1][1]:.4f}")
             running = []
         if step % save_every == 0 or step == cfg["steps"]:
-            STATE_DIR.mkdir(parents=True, exist_ok=True)
+            state_path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
                         "gen": gen.get_state(), "step": step, "losses": losses, "cfg": cfg}, state_path)
             save_checkpoint(out, ema, cfg, name, step, losses, indices, time.time() - t0)

@@ -88,3 +88,25 @@ def test_training_reduces_edm_loss_on_tiny_data():
     with torch.no_grad():
         after = edm_loss(net, x0, eval_gen())
     assert after < 0.8 * before
+
+
+TINY = dict(seed=0, batch=8, lr=2e-3, warmup=2, ema_halflife_images=64, sigma_data=0.5, dataset="digits",
+            split="train", n=32, channels=1, arch="resnet", arch_kwargs=dict(channels=8, depth=3), steps=6)
+
+
+def test_train_resumes_exactly_and_records_its_subset(tmp_path):
+    from course_lib.train import train
+
+    full = train("tiny", config=TINY, out=tmp_path / "full.pt", state_dir=tmp_path / "s1",
+                 save_every=3, progress=False)
+    train("tiny", steps=3, config=TINY, out=tmp_path / "part.pt", state_dir=tmp_path / "s2",
+          save_every=3, progress=False)  # interrupted after 3 steps ...
+    part = train("tiny", config=TINY, out=tmp_path / "part.pt", state_dir=tmp_path / "s2",
+                 save_every=3, progress=False)  # ... and resumed to 6
+    a, b = torch.load(full, weights_only=False), torch.load(part, weights_only=False)
+    for k in a["ema"]:
+        assert torch.equal(a["ema"][k], b["ema"][k]), k
+    meta = a["meta"]
+    assert meta["step"] == 6 and meta["command"].endswith("--config tiny --steps 6")
+    assert meta["train_subset"]["indices"] == list(range(32))
+    assert len(meta["config"]["content_hash"]) == 16

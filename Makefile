@@ -12,6 +12,8 @@ STAMP       := $(VENV)/.installed
 book: $(STAMP)                      ## execute every chapter at SCALE (default book) and build the HTML book
 	$(PY) tools/build_book.py --scale $(SCALE)
 
+# One torch thread per process: the suite is many small ops, where 2 threads on 2 cores only spin.
+test: export OMP_NUM_THREADS ?= 1
 test: $(STAMP)                      ## the whole test suite: unit tests, chapters at CI scale, book build with -W
 	$(PY) -m pytest -q
 	$(PY) tools/build_book.py --scale ci

@@ -9,6 +9,7 @@ citation or cell fails it. Each notebook's wall time is printed.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -50,6 +51,9 @@ def execute(nb: Path, out: Path, scale: str, timeout: int) -> float:
     import papermill as pm
 
     os.environ["COURSE_NO_WIDGETS"] = "1"  # see course_lib.widgets.interact (jupyter/nbclient#312)
+    # figures must be embedded in the executed notebooks: a headless MPLBACKEND=Agg (as CI exports for
+    # the tests) would make every plt.show() in the kernel a no-op and the book would have no figures
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     out.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     for attempt in (1, 2):
@@ -65,7 +69,25 @@ def execute(nb: Path, out: Path, scale: str, timeout: int) -> float:
             if attempt == 2 or "Timeout" not in type(exc).__name__ + str(exc):
                 raise
             print(f"  {nb.name}: timed out ({exc}); retrying once", flush=True)
+    check_figures(nb, out)
     return time.perf_counter() - t0
+
+
+def count_figures(executed: Path) -> tuple[int, int]:
+    """(cells that call plt.show(), image outputs) of an executed notebook."""
+    cells = json.loads(executed.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    shows = sum("plt.show()" in "".join(c["source"]) for c in code)
+    images = sum(any(k.startswith("image/") for k in o.get("data", {})) for c in code for o in c.get("outputs", []))
+    return shows, images
+
+
+def check_figures(nb: Path, out: Path) -> None:
+    """Fail when a chapter that draws figures produced none (e.g. a headless backend in the kernel)."""
+    shows, images = count_figures(out)
+    if shows and not images:
+        raise RuntimeError(f"{nb.name}: {shows} cells call plt.show() but the executed notebook has no "
+                           f"figures; is MPLBACKEND set to a non-inline backend in the kernel?")
 
 
 def main(argv=None) -> int:

@@ -39,12 +39,19 @@ def build_network(cfg: dict):
 
 
 def load_training_images(cfg: dict):
-    """(images, labels, indices) of the config's training subset."""
+    """(images, labels, indices) of the config's training subset: the first ``n`` images of the split
+    (all if ``n`` is None), then every ``stride``-th from position ``start`` (defaults 0 and 1), so
+    ``start=0, stride=2`` and ``start=1, stride=2`` are two disjoint halves (Chapter 3's split networks)."""
     from .data import load_dataset
 
     images, labels, info = load_dataset(cfg["dataset"], split=cfg["split"], n=cfg.get("n"), return_info=True,
                                         **cfg.get("options", {}))
     indices = info.indices if info.indices is not None else torch.arange(len(images))
+    start, stride = int(cfg.get("start", 0)), int(cfg.get("stride", 1))
+    if start < 0 or stride < 1 or start >= len(images):
+        raise ValueError(f"need 0 <= start < {len(images)} and stride >= 1, got start={start}, stride={stride}")
+    if (start, stride) != (0, 1):
+        images, labels, indices = images[start::stride], labels[start::stride], indices[start::stride]
     return images, labels, indices
 
 
@@ -137,6 +144,7 @@ def save_checkpoint(path: Path, ema, cfg, name, step, losses, indices, seconds):
     meta = {"name": name, "config": cfg, "step": step, "train_seconds_this_run": round(seconds, 1),
             "command": f"python -m course_lib.train --config {name} --steps {step}",
             "train_subset": {"dataset": cfg["dataset"], "split": cfg["split"], "n": cfg.get("n"),
+                             "start": int(cfg.get("start", 0)), "stride": int(cfg.get("stride", 1)),
                              "indices": [int(i) for i in indices]},
             "losses": losses}
     torch.save({"ema": {k: v.float() for k, v in ema.state_dict().items()}, "meta": meta}, path)

@@ -110,3 +110,30 @@ def test_train_resumes_exactly_and_records_its_subset(tmp_path):
     assert meta["step"] == 6 and meta["command"].endswith("--config tiny --steps 6")
     assert meta["train_subset"]["indices"] == list(range(32))
     assert len(meta["config"]["content_hash"]) == 16
+
+
+def test_strided_training_subsets_are_disjoint_halves(tmp_path):
+    """start/stride pick every stride-th image of the split: two halves that share no image, recorded
+    in the checkpoint and recovered by creativity.network_training_images."""
+    from types import SimpleNamespace
+
+    from course_lib.creativity import network_training_images
+    from course_lib.train import load_training_images, train
+
+    halves = [dict(TINY, start=s, stride=2) for s in (0, 1)]
+    (ia, la, xa), (ib, lb, xb) = [load_training_images(c) for c in halves]
+    full, _, idx = load_training_images(TINY)
+    assert xa.tolist() == list(range(0, 32, 2)) and xb.tolist() == list(range(1, 32, 2))
+    assert torch.equal(ia, full[0::2]) and torch.equal(ib, full[1::2])
+    assert not set(xa.tolist()) & set(xb.tolist())
+    path = train("tiny_b", config=dict(halves[1], steps=1), out=tmp_path / "b.pt", state_dir=tmp_path / "s",
+                 progress=False)
+    sub = torch.load(path, weights_only=False)["meta"]["train_subset"]
+    assert (sub["start"], sub["stride"], sub["indices"]) == (1, 2, list(range(1, 32, 2)))
+    net = SimpleNamespace(train_subset=sub, name="tiny_b")
+    assert torch.equal(network_training_images(net), ib)
+    assert torch.equal(network_training_images(net, n=5), ib[:5])
+    with pytest.raises(ValueError, match="not the first"):
+        network_training_images(SimpleNamespace(train_subset=dict(sub, start=0), name="wrong"))
+    with pytest.raises(ValueError, match="stride"):
+        load_training_images(dict(TINY, stride=0))

@@ -23,13 +23,14 @@ def test_checkpoint_records_its_training_subset(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_beats_wiener_on_held_out_images(name, require_data):
+    from course_lib.creativity import network_training_images
     from course_lib.data import load_dataset
     from course_lib.denoisers import GaussianDenoiser
 
     D = load_pretrained(name)
     sub = D.train_subset
     require_data(sub["dataset"])
-    train, _ = load_dataset(sub["dataset"], split=sub["split"], n=sub["n"])
+    train = network_training_images(D)   # checks the recorded indices
     assert len(train) == len(sub["indices"])
     test, _ = load_dataset(sub["dataset"], split="test", n=256)
     W = GaussianDenoiser.from_data(train)

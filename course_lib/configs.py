@@ -23,12 +23,20 @@ CONFIGS: dict[str, dict] = {
                                       steps=6000),
     "fashion_mnist_unet_book": dict(_BOOK, dataset="fashion_mnist", split="train", n=5000, channels=1,
                                     arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
-    # Chapter 3: the same UNet on two disjoint halves of MNIST train_5k (even / odd positions, 2,500
-    # images each, near class-balanced) with different seeds: do the halves generate the same images?
-    "mnist_unet_half_a_book": dict(_BOOK, dataset="mnist", split="train_5k", n=None, start=0, stride=2,
-                                   channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
-    "mnist_unet_half_b_book": dict(_BOOK, seed=1, dataset="mnist", split="train_5k", n=None, start=1, stride=2,
-                                   channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
+    # Chapter 3: the same UNet on two disjoint halves of MNIST train_5k (2,500 images each) with
+    # different seeds. Random halves (a seeded permutation, then even / odd positions of it) ...
+    "mnist_unet_half_a_book": dict(_BOOK, dataset="mnist", split="train_5k", n=None, permute_seed=0, start=0,
+                                   stride=2, channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)),
+                                   steps=4000),
+    "mnist_unet_half_b_book": dict(_BOOK, seed=1, dataset="mnist", split="train_5k", n=None, permute_seed=0,
+                                   start=1, stride=2, channels=1, arch="unet",
+                                   arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
+    # ... and the even / odd positions of MNIST's original order, which are NOT exchangeable: their
+    # means differ 4x more than random halves' (the "when moments differ" section)
+    "mnist_unet_even_book": dict(_BOOK, dataset="mnist", split="train_5k", n=None, start=0, stride=2,
+                                 channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
+    "mnist_unet_odd_book": dict(_BOOK, seed=1, dataset="mnist", split="train_5k", n=None, start=1, stride=2,
+                                channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
     # paper scale (GPU): full training sets; 300 epochs of 60k / 50k images at batch 128
     "mnist_unet_paper": dict(_PAPER, dataset="mnist", split="train", n=None, channels=1, arch="unet",
                              arch_kwargs=dict(channels=(64, 128, 256)), steps=300 * 60_000 // 128),

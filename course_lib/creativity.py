@@ -59,8 +59,9 @@ PAPER_TABLE2 = {
 
 # ------------------------------------------------------------------------------------ training data
 def network_training_images(net, n: int | None = None, data_dir=None) -> torch.Tensor:
-    """The first ``n`` images (original order) of the split ``net.train_subset`` records (every
-    ``stride``-th from ``start`` when it records them), checked against the network's recorded indices. For the committed MNIST networks: ``load_dataset("mnist",
+    """The first ``n`` images (original order) of the split ``net.train_subset`` records (its
+    ``start`` / ``stride`` / ``permute_seed`` subset when it records one), checked against the
+    network's recorded indices. For the committed MNIST networks: ``load_dataset("mnist",
     split="train_5k", n=n)``, whose original order interleaves the digits (a near class-balanced prefix)."""
     from .data import load_dataset
 
@@ -70,13 +71,17 @@ def network_training_images(net, n: int | None = None, data_dir=None) -> torch.T
                          f"got {ts!r}; pass train_images= explicitly for other denoisers")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n must be a positive int or None, got {n!r}")
-    start, stride = int(ts.get("start", 0)), int(ts.get("stride", 1))
-    # the net's own prefix (a strided subset: all of it, then every stride-th image)
-    n_load = ts.get("n") if (start, stride) != (0, 1) or n is None else n
+    sub = {k: ts[k] for k, default in (("start", 0), ("stride", 1), ("permute_seed", None))
+           if ts.get(k, default) != default}
+    # the net's own prefix (a subset of positions: all of it, then the positions)
+    n_load = ts.get("n") if sub or n is None else n
     images, _, info = load_dataset(ts["dataset"], split=ts["split"], n=n_load, data_dir=data_dir, return_info=True)
-    if (start, stride) != (0, 1):
-        images = images[start::stride][:n]
-        info.indices = None if info.indices is None else info.indices[start::stride][:n]
+    if sub:
+        from .train import subset_positions
+
+        pos = subset_positions(len(images), **sub)[:n]
+        images = images[pos]
+        info.indices = None if info.indices is None else info.indices[pos]
     rec = ts.get("indices")
     if isinstance(rec, (list, tuple, torch.Tensor)) and info.indices is not None:
         rec = torch.as_tensor(rec, dtype=torch.int64).reshape(-1)

@@ -7,6 +7,12 @@ lambda = (sigma^2 + sigma_data^2) / (sigma sigma_data)^2; Adam with linear warm-
 weights (the EMA weights are what gets evaluated). Seeds are explicit, so a run is reproducible on the
 same device; checkpoints store the config, the training subset (dataset, split, indices), a content
 hash of the training images and the loss curve, and training resumes from the last checkpoint.
+
+Divergence guard: a step whose loss is not finite, or exceeds ``diverge_factor`` (default 50) times
+the median of the previous 200 step losses, stops training with :class:`TrainingDiverged` *before*
+the optimizer step, so the last saved checkpoint is still a good one (Adam at a constant learning
+rate without clipping can blow up late in training; one of Chapter 3's runs did at step ~3870).
+Optional ``grad_clip`` in a config clips the global gradient norm (off in the book configs).
 """
 from __future__ import annotations
 
@@ -27,6 +33,23 @@ CKPT_DIR = REPO / "data" / "checkpoints"
 STATE_DIR = REPO / "data" / "cache" / "train_state"
 
 
+class TrainingDiverged(RuntimeError):
+    """Raised when the training loss explodes or stops being finite (see the module docstring)."""
+
+
+def check_divergence(loss: float, history: list[float], step: int, factor: float = 50.0,
+                     window: int = 200) -> None:
+    """Raise :class:`TrainingDiverged` if ``loss`` is not finite or exceeds ``factor`` times the
+    median of the last ``window`` losses in ``history`` (checked once ``window`` losses exist)."""
+    if not torch.isfinite(torch.tensor(loss)):
+        raise TrainingDiverged(f"loss is {loss} at step {step}")
+    if len(history) >= window:
+        med = float(torch.tensor(history[-window:]).median())
+        if loss > factor * med:
+            raise TrainingDiverged(f"loss {loss:.4g} at step {step} is more than {factor:g} x the median "
+                                   f"{med:.4g} of the previous {window} steps")
+
+
 def build_network(cfg: dict):
     """The EDMPrecond-wrapped network described by a config."""
     from .nets.precond import EDMPrecond
@@ -38,20 +61,32 @@ def build_network(cfg: dict):
                            **cfg["arch_kwargs"]), sigma_data=cfg.get("sigma_data", 0.5))
 
 
+def subset_positions(n_total: int, start: int = 0, stride: int = 1, permute_seed: int | None = None) -> torch.Tensor:
+    """Positions (in the loaded split) of a training subset: optionally permuted by
+    ``torch.randperm(n_total, generator=manual_seed(permute_seed))``, then every ``stride``-th from
+    ``start``. ``start=0/1, stride=2`` give two disjoint halves (random halves with a permute_seed)."""
+    start, stride = int(start), int(stride)
+    if start < 0 or stride < 1 or start >= n_total:
+        raise ValueError(f"need 0 <= start < {n_total} and stride >= 1, got start={start}, stride={stride}")
+    pos = torch.arange(n_total)
+    if permute_seed is not None:
+        pos = torch.randperm(n_total, generator=torch.Generator().manual_seed(int(permute_seed)))
+    return pos[start::stride]
+
+
 def load_training_images(cfg: dict):
     """(images, labels, indices) of the config's training subset: the first ``n`` images of the split
-    (all if ``n`` is None), then every ``stride``-th from position ``start`` (defaults 0 and 1), so
-    ``start=0, stride=2`` and ``start=1, stride=2`` are two disjoint halves (Chapter 3's split networks)."""
+    (all if ``n`` is None), then :func:`subset_positions` with the config's ``start``, ``stride`` and
+    ``permute_seed`` (defaults 0, 1, None: the prefix itself)."""
     from .data import load_dataset
 
     images, labels, info = load_dataset(cfg["dataset"], split=cfg["split"], n=cfg.get("n"), return_info=True,
                                         **cfg.get("options", {}))
     indices = info.indices if info.indices is not None else torch.arange(len(images))
-    start, stride = int(cfg.get("start", 0)), int(cfg.get("stride", 1))
-    if start < 0 or stride < 1 or start >= len(images):
-        raise ValueError(f"need 0 <= start < {len(images)} and stride >= 1, got start={start}, stride={stride}")
-    if (start, stride) != (0, 1):
-        images, labels, indices = images[start::stride], labels[start::stride], indices[start::stride]
+    sub = {k: cfg[k] for k in ("start", "stride", "permute_seed") if k in cfg}
+    if sub:
+        pos = subset_positions(len(images), **sub)
+        images, labels, indices = images[pos], labels[pos], indices[pos]
     return images, labels, indices
 
 
@@ -108,7 +143,7 @@ def train(name: str, steps: int | None = None, device: str = "cpu", out: Path | 
         print(f"resuming {name} at step {step}")
     beta = 0.5 ** (cfg["batch"] / max(cfg["ema_halflife_images"], 1e-8))
     bar = tqdm(total=cfg["steps"], initial=step, desc=name, disable=not progress, mininterval=5)
-    t0, running = time.time(), []
+    t0, running, recent = time.time(), [], []
     while step < cfg["steps"]:
         idx = torch.randint(len(images), (cfg["batch"],), generator=gen).to(dev)
         cl = labels[idx] if cfg.get("n_classes") else None
@@ -116,14 +151,25 @@ def train(name: str, steps: int | None = None, device: str = "cpu", out: Path | 
             g["lr"] = cfg["lr"] * min(1.0, (step + 1) / cfg["warmup"]) * cfg.get("lr_decay", 1.0) ** step
         with torch.autocast(dev.type, enabled=amp and dev.type == "cuda"):
             loss = edm_loss(net, images[idx], gen, class_labels=cl)
+        try:
+            check_divergence(loss.item(), recent, step + 1, cfg.get("diverge_factor", 50.0),
+                             cfg.get("diverge_window", 200))
+        except TrainingDiverged as e:
+            bar.close()
+            raise TrainingDiverged(f"{name}: {e}. Nothing from this step was applied; the last good "
+                                   f"checkpoint is {out} (step {step - step % save_every}). Lower 'lr' or "
+                                   f"set 'grad_clip' in the config, or stop at that step.") from None
+        recent = (recent + [loss.item()])[-cfg.get("diverge_window", 200):]
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if cfg.get("grad_clip"):
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg["grad_clip"])
         opt.step()
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(p, 1 - beta)
         step += 1
-        running.append(loss.item())
+        running.append(recent[-1])
         bar.update(1)
         if step % log_every == 0 or step == cfg["steps"]:
             losses.append((step, sum(running) / len(running)))
@@ -145,6 +191,7 @@ def save_checkpoint(path: Path, ema, cfg, name, step, losses, indices, seconds):
             "command": f"python -m course_lib.train --config {name} --steps {step}",
             "train_subset": {"dataset": cfg["dataset"], "split": cfg["split"], "n": cfg.get("n"),
                              "start": int(cfg.get("start", 0)), "stride": int(cfg.get("stride", 1)),
+                             "permute_seed": cfg.get("permute_seed"),
                              "indices": [int(i) for i in indices]},
             "losses": losses}
     torch.save({"ema": {k: v.float() for k, v in ema.state_dict().items()}, "meta": meta}, path)

@@ -1,4 +1,6 @@
 """Reference networks: preconditioning algebra, locality of the ResNet, and a training smoke check."""
+import re
+
 import pytest
 import torch
 
@@ -37,6 +39,20 @@ def test_network_denoiser_validates_inputs():
         D(x, 0.0)
     with pytest.raises(ValueError, match="dimensions"):
         D(x[0], 0.5)
+
+
+def test_network_cache_key_follows_the_weights():
+    """Two networks of one name and training set but different weights must not share cached
+    trajectories; the key is stable for the same weights and changes when they change."""
+    torch.manual_seed(0)
+    a = NetworkDenoiser(EDMPrecond(LocalResNet(channels=8, depth=3)), name="n", config={"content_hash": "h"})
+    b = NetworkDenoiser(EDMPrecond(LocalResNet(channels=8, depth=3)), name="n", config={"content_hash": "h"})
+    assert a.cache_key == a.cache_key and a.cache_key != b.cache_key
+    b.net.load_state_dict(a.net.state_dict())
+    assert a.cache_key == b.cache_key
+    with torch.no_grad():
+        next(b.net.parameters()).add_(1e-3)
+    assert a.cache_key != b.cache_key
 
 
 @pytest.mark.parametrize("depth", [3, 5])
@@ -137,3 +153,67 @@ def test_strided_training_subsets_are_disjoint_halves(tmp_path):
         network_training_images(SimpleNamespace(train_subset=dict(sub, start=0), name="wrong"))
     with pytest.raises(ValueError, match="stride"):
         load_training_images(dict(TINY, stride=0))
+
+
+def test_permuted_halves_are_a_partition_and_reproducible():
+    from types import SimpleNamespace
+
+    from course_lib.creativity import network_training_images
+    from course_lib.train import load_training_images, subset_positions
+
+    a, b = subset_positions(10, 0, 2, permute_seed=3), subset_positions(10, 1, 2, permute_seed=3)
+    assert sorted(torch.cat([a, b]).tolist()) == list(range(10))
+    assert torch.equal(a, subset_positions(10, 0, 2, permute_seed=3))
+    assert not torch.equal(a, subset_positions(10, 0, 2, permute_seed=4))
+    assert not torch.equal(a, torch.arange(0, 10, 2))  # actually permuted
+    cfg = dict(TINY, permute_seed=0, start=1, stride=2)
+    images, _, idx = load_training_images(cfg)
+    full, _, _ = load_training_images(TINY)
+    pos = subset_positions(32, 1, 2, permute_seed=0)
+    assert torch.equal(images, full[pos]) and idx.tolist() == pos.tolist()
+    net = SimpleNamespace(train_subset=dict(dataset="digits", split="train", n=32, start=1, stride=2,
+                                            permute_seed=0, indices=idx.tolist()), name="perm")
+    assert torch.equal(network_training_images(net), images)
+    with pytest.raises(ValueError, match="start"):
+        subset_positions(4, 4, 1)
+
+
+def test_divergence_guard_flags_spikes_and_non_finite_losses():
+    from course_lib.train import TrainingDiverged, check_divergence
+
+    history = [0.16 + 0.01 * (i % 3) for i in range(200)]
+    check_divergence(0.9, history, step=201)            # a 5x bump is ordinary batch noise
+    check_divergence(1e6, history[:199], step=200)      # too little history to judge
+    with pytest.raises(TrainingDiverged, match="median"):
+        check_divergence(50 * 0.17 + 1, history, step=201)
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(TrainingDiverged, match="step 7"):
+            check_divergence(bad, [], step=7)
+
+
+def test_divergent_training_stops_before_the_bad_step_and_keeps_the_last_checkpoint(tmp_path):
+    """A learning rate far too large makes the loss explode; training raises instead of saving a
+    broken network, and the checkpoint on disk is the last good one."""
+    from course_lib.train import TrainingDiverged, train
+
+    cfg = dict(TINY, lr=1e4, warmup=1, steps=400, diverge_factor=50.0, diverge_window=3)
+    with pytest.raises(TrainingDiverged, match="Nothing from this step was applied") as err:
+        train("tiny_div", config=cfg, out=tmp_path / "d.pt", state_dir=tmp_path / "s", progress=False,
+              save_every=1)
+    bad_step = int(re.search(r"at step (\d+)", str(err.value)).group(1))
+    ck = torch.load(tmp_path / "d.pt", weights_only=False)
+    assert ck["meta"]["step"] == bad_step - 1     # saved just before the bad step, never after
+    assert all(torch.isfinite(v).all() for v in ck["ema"].values())
+
+
+def test_grad_clip_is_applied_and_a_loose_clip_changes_nothing(tmp_path):
+    from course_lib.train import train
+
+    def ema(**kw):
+        path = train("tiny_clip", config=dict(TINY, **kw), out=tmp_path / "c.pt", progress=False,
+                     state_dir=tmp_path / f"s{len(kw)}{kw.get('grad_clip', '')}")
+        return torch.load(path, weights_only=False)["ema"]
+
+    plain, loose, tight = ema(), ema(grad_clip=1e9), ema(grad_clip=1e-8)
+    assert all(torch.equal(plain[k], loose[k]) for k in plain)
+    assert any(not torch.allclose(plain[k], tight[k]) for k in plain)

@@ -9,6 +9,8 @@ ln(sigma) ~ N(P_mean, P_std^2), so every sigma contributes a unit-scale regressi
 """
 from __future__ import annotations
 
+import hashlib
+
 import torch
 from torch import nn
 
@@ -54,11 +56,20 @@ class NetworkDenoiser(Denoiser):
                  grad: bool = False):
         self.net = net.eval()
         self.name = name
-        self.cache_key = f"net:{name}:{(config or {}).get('content_hash', '')}"
         self.config = config or {}
         self.train_subset = train_subset or {}
         self.class_labels = class_labels
         self.grad = grad
+
+    @property
+    def cache_key(self) -> str:
+        """Identity for :mod:`course_lib.compare`'s cache: name, training-data hash and a hash of the
+        current weights (as float32), so a retrained or fine-tuned network never reuses stale results."""
+        h = hashlib.sha256()
+        for k, v in self.net.state_dict().items():
+            h.update(k.encode())
+            h.update(v.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+        return f"net:{self.name}:{self.config.get('content_hash', '')}:{h.hexdigest()[:16]}"
 
     def to(self, device=None, dtype=None):
         self.net.to(device=device, dtype=dtype)

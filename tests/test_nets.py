@@ -86,6 +86,40 @@ def test_unet_shapes_and_divisibility():
         net(torch.randn(2, 1, 10, 10), torch.zeros(2))
 
 
+@pytest.mark.parametrize("channels", [(8, 16), (8, 16, 16, 24), (4, 8, 8, 8, 8)])
+def test_unet_depth_is_the_number_of_widths(channels):
+    net = UNet(channels=channels, attention=True)
+    L, m = len(channels), 2 ** (len(channels) - 1)
+    for p in net.parameters():                      # zero-initialised output layers would hide the path
+        torch.nn.init.normal_(p, std=0.05)
+    x = torch.randn(2, 1, 2 * m, 2 * m)
+    assert net(x, torch.zeros(2)).shape == x.shape
+    assert sum(k.startswith("down") and k.endswith("conv1.weight") for k in net.state_dict()) == L - 1
+    # the deepest level sees the whole (2m x 2m) image: a pixel's output depends on the far corner
+    x.requires_grad_(True)
+    net(x, torch.zeros(2))[0, 0, 0, 0].backward()
+    assert x.grad[0, 0, -1, -1].abs() > 0
+    with pytest.raises(ValueError, match=f"divisible by {m}"):
+        net(torch.randn(1, 1, 2 * m + m // 2, 2 * m + m // 2), torch.zeros(1))
+    with pytest.raises(ValueError, match="at least two"):
+        UNet(channels=(8,))
+
+
+def test_mixed_precision_training_runs_and_stays_close_to_float32(tmp_path):
+    from course_lib.train import train
+
+    def ema(amp):
+        path = train("tiny_amp", config=TINY, out=tmp_path / f"{amp}.pt", state_dir=tmp_path / f"s{amp}",
+                     progress=False, amp=amp)
+        return torch.load(path, weights_only=False)["ema"]
+
+    full, mixed = ema(False), ema(True)
+    assert all(torch.isfinite(v).all() for v in mixed.values())
+    assert any(not torch.equal(full[k], mixed[k]) for k in full)        # autocast was really on
+    rel = max(((full[k] - mixed[k]).norm() / full[k].norm().clamp(min=1e-12)).item() for k in full)
+    assert rel < 0.05, rel
+
+
 def test_training_reduces_edm_loss_on_tiny_data():
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)

@@ -1,5 +1,6 @@
-"""A small UNet for EDM training (Chapter 5 and the reference networks): residual blocks at three
-resolutions, optional self-attention at the lowest one, no normalization layers (see layers.py).
+"""A small UNet for EDM training (Chapter 5 and the reference networks): residual blocks at two or
+more resolutions (three by default), optional self-attention at the lowest one, no normalization
+layers (see layers.py).
 """
 from __future__ import annotations
 
@@ -41,32 +42,47 @@ class SelfAttention(nn.Module):
 
 
 class UNet(nn.Module):
-    """Resolutions H, H/2, H/4 with ``channels`` widths; H and W must be divisible by 4."""
+    """Resolutions H, H/2, ..., H/2^(L-1) with widths ``channels`` (length L >= 2: the depth).
+
+    One residual block per level on the way down, two at the bottom (optionally with self-attention
+    between them) and one per level on the way up, with skip connections. H and W must be divisible
+    by 2^(L-1). The default (32, 64, 64) is the course's reference UNet (data/checkpoints); modules are
+    created in the same order for every depth, so a config and seed give the same initial weights.
+    """
 
     def __init__(self, in_channels: int = 1, channels=(32, 64, 64), attention: bool = False,
                  n_classes: int = 0, emb_dim: int = 128):
         super().__init__()
-        c1, c2, c3 = channels
+        c = [int(v) for v in channels]
+        if len(c) < 2 or min(c) < 1:
+            raise ValueError(f"UNet needs at least two positive widths (one per resolution), got {channels}")
+        self.levels = L = len(c)
         self.emb = NoiseEmbedding(emb_dim, n_classes)
-        self.conv_in = conv3x3(in_channels, c1)
-        self.down1, self.down2 = ResBlock(c1, c1, emb_dim), ResBlock(c1, c2, emb_dim)
-        self.mid1, self.mid2 = ResBlock(c2, c3, emb_dim), ResBlock(c3, c3, emb_dim)
-        self.attn = SelfAttention(c3) if attention else None
-        self.up2, self.up1 = ResBlock(c3 + c2, c2, emb_dim), ResBlock(c2 + c1, c1, emb_dim)
-        self.conv_out = conv3x3(c1, in_channels)
+        self.conv_in = conv3x3(in_channels, c[0])
+        self.down1 = ResBlock(c[0], c[0], emb_dim)                                    # level 0
+        for k in range(2, L):                                                         # level k-1
+            setattr(self, f"down{k}", ResBlock(c[k - 2], c[k - 1], emb_dim))
+        self.mid1, self.mid2 = ResBlock(c[L - 2], c[L - 1], emb_dim), ResBlock(c[L - 1], c[L - 1], emb_dim)
+        self.attn = SelfAttention(c[L - 1]) if attention else None
+        for k in range(L - 1, 0, -1):                                                 # level k-1
+            setattr(self, f"up{k}", ResBlock(c[k] + c[k - 1], c[k - 1], emb_dim))
+        self.conv_out = conv3x3(c[0], in_channels)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, class_labels=None) -> torch.Tensor:
-        if x.shape[-1] % 4 or x.shape[-2] % 4:
-            raise ValueError(f"UNet needs H and W divisible by 4, got {tuple(x.shape[-2:])}")
+        m = 2 ** (self.levels - 1)
+        if x.shape[-1] % m or x.shape[-2] % m:
+            raise ValueError(f"a UNet with {self.levels} resolutions needs H and W divisible by {m}, "
+                             f"got {tuple(x.shape[-2:])}")
         e = F.silu(self.emb(c_noise, class_labels))
-        h1 = self.down1(self.conv_in(x), e)                       # H
-        h2 = self.down2(F.avg_pool2d(h1, 2), e)                   # H/2
-        h = self.mid1(F.avg_pool2d(h2, 2), e)                     # H/4
+        skips = [self.down1(self.conv_in(x), e)]                                      # H
+        for k in range(2, self.levels):
+            skips.append(getattr(self, f"down{k}")(F.avg_pool2d(skips[-1], 2), e))    # H / 2^(k-1)
+        h = self.mid1(F.avg_pool2d(skips[-1], 2), e)                                  # H / 2^(L-1)
         if self.attn is not None:
             h = self.attn(h)
         h = self.mid2(h, e)
-        h = self.up2(torch.cat([F.interpolate(h, scale_factor=2.0), h2], 1), e)
-        h = self.up1(torch.cat([F.interpolate(h, scale_factor=2.0), h1], 1), e)
+        for k in range(self.levels - 1, 0, -1):
+            h = getattr(self, f"up{k}")(torch.cat([F.interpolate(h, scale_factor=2.0), skips[k - 1]], 1), e)
         return self.conv_out(F.silu(h))

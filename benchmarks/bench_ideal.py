@@ -58,6 +58,9 @@ def make(N, B, d, dev, seed=0):
     return Y, x
 
 
+GOAL = 1.5   # Chapter 1's issue: at most 1.5x a bare matmul of the same shape
+
+
 def timing(N, B, d, dev, repeats, chunk_size):
     Y, x = make(N, B, d, dev)
     D = IdealDenoiser(Y.reshape(N, 1, 1, d), chunk_size=chunk_size)
@@ -70,8 +73,12 @@ def timing(N, B, d, dev, repeats, chunk_size):
     for sigma in (80.0, 5.0, 1.0, 0.05):
         t = best_time(lambda: D(xi, sigma), dev, repeats)
         t1 = best_time(lambda: one_shot(x, Y, sigma), dev, repeats)
-        print(f"  sigma={sigma:6g}: IdealDenoiser {1e3 * t:8.2f} ms  ratio to matmul {t / t_mm:5.2f}x"
-              f"  (one-shot softmax {t1 / t_mm:5.2f}x)")
+        print(f"  sigma={sigma:6g}: IdealDenoiser {1e3 * t:8.2f} ms  ratio to matmul {t / t_mm:5.2f}x "
+              f"(goal {GOAL}x: {'met' if t / t_mm <= GOAL else 'not met'}), to the two products "
+              f"{t / t_2mm:5.2f}x  (one-shot softmax {t1 / t_mm:5.2f}x)")
+    print(f"  an exact full pass needs the two products ({t_2mm / t_mm:.2f}x one matmul in this run), so the "
+          f"{GOAL}x goal needs that ratio below {GOAL} (BLAS-dependent) or skipped chunks (small sigma); "
+          f"'to the two products' is the denoiser's own overhead")
 
 
 def _peak_child(N, B, d, device, which, chunk_size):

@@ -75,7 +75,8 @@ def network_training_images(net, n: int | None = None, data_dir=None) -> torch.T
            if ts.get(k, default) != default}
     # the net's own prefix (a subset of positions: all of it, then the positions)
     n_load = ts.get("n") if sub or n is None else n
-    images, _, info = load_dataset(ts["dataset"], split=ts["split"], n=n_load, data_dir=data_dir, return_info=True)
+    images, _, info = load_dataset(ts["dataset"], split=ts["split"], n=n_load, data_dir=data_dir, return_info=True,
+                                   **ts.get("options", {}))
     if sub:
         from .train import subset_positions
 

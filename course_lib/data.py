@@ -33,7 +33,7 @@ _CLASS_COMPLETE = {("mnist", "train"): "train_5k", ("fashion_mnist", "train"): "
                    ("cifar10", "test"): "test_first100"}
 _OPTIONS = {"natural_patches": {"size", "source", "stride", "downsample"},
             "gaussian_field": {"size", "exponent", "std", "seed"},
-            "two_tone": {"size", "channels"}}
+            "two_tone": {"size", "channels"}, "mnist": {"pad"}, "fashion_mnist": {"pad"}}
 _resolve_dir = data_dir
 
 
@@ -52,7 +52,9 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, data_
     classes : keep only these labels (then ``n`` counts the kept images, still in original order).
     return_info : also return a :class:`DatasetInfo` with the original ``indices`` and files read.
     options : ``size``, ``exponent``, ``std``, ``seed`` (gaussian_field); ``size``, ``source``,
-        ``stride``, ``downsample`` (natural_patches); ``size``, ``channels`` (two_tone).
+        ``stride``, ``downsample`` (natural_patches); ``size``, ``channels`` (two_tone); ``pad``
+        (mnist, fashion_mnist: that many background pixels, value -1, on every side; ``pad=2`` gives
+        the 32 x 32 images of the paper-scale configs).
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; valid names: {DATASETS}")
@@ -78,6 +80,8 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, data_
             raw = loader(fallback, None, root, dl, progress)
             raw["notes"] = f"classes filtered from split {fallback!r}"
         images = uint8_to_tensor(raw["images"])
+        if options.get("pad"):
+            images = _pad_background(images, options["pad"])
         labels = torch.from_numpy(raw["labels"])
         idx = None if raw["indices"] is None else torch.as_tensor(raw["indices"], dtype=torch.int64)
         label_names, files, notes = raw["label_names"], raw["files"], raw["notes"]
@@ -113,6 +117,12 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, data_
         return images, labels
     return images, labels, DatasetInfo(name=name, split=split, indices=idx, files=files,
                                        label_names=label_names, notes=notes)
+
+
+def _pad_background(images: torch.Tensor, pad) -> torch.Tensor:
+    if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+        raise ValueError(f"pad must be an int >= 0 (pixels per side), got {pad!r}")
+    return torch.nn.functional.pad(images, (pad,) * 4, value=-1.0)
 
 
 __all__ = ["load_dataset", "DATASETS", "DATASETS_OFFLINE", "SPLITS", "DatasetInfo", "DatasetNotFoundError",

@@ -195,7 +195,7 @@ def save_checkpoint(path: Path, ema, cfg, name, step, losses, indices, seconds):
             "train_subset": {"dataset": cfg["dataset"], "split": cfg["split"], "n": cfg.get("n"),
                              "start": int(cfg.get("start", 0)), "stride": int(cfg.get("stride", 1)),
                              "permute_seed": cfg.get("permute_seed"),
-                             "indices": [int(i) for i in indices]},
+                             "indices": [int(i) for i in indices]} | ({"options": cfg["options"]} if cfg.get("options") else {}),
             "losses": losses}
     torch.save({"ema": {k: v.float() for k, v in ema.state_dict().items()}, "meta": meta}, path)
     path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "train_subset"}

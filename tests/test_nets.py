@@ -251,3 +251,33 @@ def test_grad_clip_is_applied_and_a_loose_clip_changes_nothing(tmp_path):
     plain, loose, tight = ema(), ema(grad_clip=1e9), ema(grad_clip=1e-8)
     assert all(torch.equal(plain[k], loose[k]) for k in plain)
     assert any(not torch.allclose(plain[k], tight[k]) for k in plain)
+
+
+def test_padded_32x32_training_images_are_recorded_and_recovered(tmp_path, require_data):
+    """The paper configs train at 32 x 32: MNIST padded with 2 background pixels on every side; the
+    checkpoint records the option and the analytic machines get the same padded images back."""
+    from types import SimpleNamespace
+
+    from course_lib.configs import CONFIGS
+    from course_lib.creativity import network_training_images
+    from course_lib.data import load_dataset
+    from course_lib.train import train
+
+    require_data("mnist", "mnist_train_5k.npz")
+    plain, _ = load_dataset("mnist", split="train_5k", n=16)
+    padded, _ = load_dataset("mnist", split="train_5k", n=16, pad=2)
+    assert padded.shape == (16, 1, 32, 32) and torch.equal(padded[..., 2:30, 2:30], plain)
+    border = torch.ones(32, 32, dtype=torch.bool)
+    border[2:30, 2:30] = False
+    assert (padded[..., border] == -1).all()
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="pad must be"):
+            load_dataset("mnist", split="train_5k", n=4, pad=bad)
+    assert all(CONFIGS[k]["options"] == {"pad": 2} for k in CONFIGS
+               if k.endswith("_paper") and CONFIGS[k]["dataset"] in ("mnist", "fashion_mnist"))
+    cfg = dict(TINY, dataset="mnist", split="train_5k", n=16, options=dict(pad=2),
+               arch="unet", arch_kwargs=dict(channels=(8, 8, 8, 8)), steps=1)   # 4 levels: 32 / 8 = 4
+    path = train("tiny_pad", config=cfg, out=tmp_path / "p.pt", state_dir=tmp_path / "s", progress=False)
+    sub = torch.load(path, weights_only=False)["meta"]["train_subset"]
+    assert sub["options"] == {"pad": 2}
+    assert torch.equal(network_training_images(SimpleNamespace(train_subset=sub, name="tiny_pad")), padded)

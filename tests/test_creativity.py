@@ -11,7 +11,7 @@ from course_lib.creativity import (CALIBRATION_SEED0, PAPER_TABLE2, NetworkCalib
 from course_lib.denoisers import EquivariantLocalDenoiser, IdealDenoiser, LocalDenoiser
 from course_lib.schedules import karras_sigmas
 
-COMMITTED = ("mnist_resnet_book", "mnist_unet_book")
+COMMITTED = ("mnist_resnet_book", "mnist_unet_book", "fashion_mnist_resnet_book", "fashion_mnist_unet_book")
 
 
 def tiny_train(seed=0, N=6, H=8):
@@ -101,7 +101,8 @@ def test_committed_calibrations(name):
     ckpt = json.loads((calibration_path(name).parents[1] / "checkpoints" / f"{name}.json").read_text())
     assert meta["network_config_hash"] == ckpt["config"]["content_hash"]
     assert meta["metric"] == "cosine" and meta["target"] == "eps" and meta["boundary"] == "zeros"
-    assert meta["train_subset"]["split"] == ckpt["train_subset"]["split"] == "train_5k"
+    assert {k: meta["train_subset"][k] for k in ("dataset", "split")} == \
+        {k: ckpt["train_subset"][k] for k in ("dataset", "split")}
     assert meta["command"].startswith(f"python -m course_lib.creativity {name}")
     assert min(meta["seeds"]) >= CALIBRATION_SEED0  # disjoint from the chapter's comparison seeds 0, 1, ...
     for k, s in cal.schedules.items():

@@ -26,6 +26,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_lib.config import get_device  # noqa: E402
 from course_lib.denoisers import IdealDenoiser  # noqa: E402
+from course_lib.denoisers.ideal import auto_chunk_size  # noqa: E402
 
 
 def _sync(dev):
@@ -67,7 +68,8 @@ def timing(N, B, d, dev, repeats, chunk_size):
     xi = x.reshape(B, 1, 1, d)
     t_mm = best_time(lambda: torch.matmul(x, Y.T), dev, repeats)
     t_2mm = best_time(lambda: torch.matmul(torch.matmul(x, Y.T), Y), dev, repeats)
-    print(f"N={N} B={B} d={d} device={dev} chunk_size={chunk_size} threads={torch.get_num_threads()}")
+    print(f"N={N} B={B} d={d} device={dev} chunk_size={chunk_size or auto_chunk_size(B, dev)} "
+          f"threads={torch.get_num_threads()}")
     print(f"  bare matmul (B x d) @ (d x N): {1e3 * t_mm:8.2f} ms;  the two products an exact "
           f"posterior mean needs: {t_2mm / t_mm:5.2f}x")
     for sigma in (80.0, 5.0, 1.0, 0.05):
@@ -134,7 +136,7 @@ def main():
     p.add_argument("--N", type=int, default=20000)
     p.add_argument("--B", type=int, default=64)
     p.add_argument("--d", type=int, default=784)
-    p.add_argument("--chunk-size", type=int, default=1024)
+    p.add_argument("--chunk-size", type=int, default=None, help="default: automatic (auto_chunk_size)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, default=None,

@@ -31,7 +31,7 @@ def _brute_D(x, Y, sigma):
     return (w @ Y.reshape(Y.shape[0], -1)).reshape(x.shape)
 
 
-@pytest.mark.parametrize("chunk_size", [1, 7, 64, 1000])
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 1000, None])
 def test_streaming_equals_one_shot_float64(chunk_size):
     Y, x = _data(N=20 if chunk_size == 1 else 60)
     D = IdealDenoiser(Y, chunk_size=chunk_size)
@@ -209,3 +209,14 @@ def test_float32_queries_against_float64_storage_keep_the_query_dtype():
     out = D(x.float(), 0.5)
     assert out.dtype == torch.float32
     torch.testing.assert_close(out.double(), _brute_D(x, Y, 0.5), rtol=1e-4, atol=1e-4)
+
+
+def test_auto_chunk_size_bounds_memory_not_by_n():
+    from course_lib.denoisers.ideal import GPU_LOGITS_PER_CHUNK, auto_chunk_size
+
+    assert auto_chunk_size(256, "cpu") == 1024
+    assert auto_chunk_size(256, "cuda") * 256 == GPU_LOGITS_PER_CHUNK         # one chunk for N <= 65536
+    assert auto_chunk_size(10**6, "cuda") == 1024                             # never below the CPU chunk
+    assert IdealDenoiser(torch.zeros(3, 1, 2, 2)).chunk_size is None
+    with pytest.raises(ValueError, match="chunk_size"):
+        IdealDenoiser(torch.zeros(3, 1, 2, 2), chunk_size=0)

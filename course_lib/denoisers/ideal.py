@@ -40,9 +40,24 @@ def underflow_gap(dtype: torch.dtype) -> float:
 
 
 def _check_chunk_size(chunk_size):
-    if not isinstance(chunk_size, int) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    if chunk_size is None:
+        return None
+    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
+        raise ValueError(f"chunk_size must be an int >= 1 or None (automatic), got {chunk_size!r}")
     return chunk_size
+
+
+# automatic chunks: 1024 images on a CPU (cache-sized; measured fastest there), and on a GPU as many
+# as keep one chunk's (B, n) logits at 2^24 entries (64 MiB in float32), so that kernel launches do not
+# dominate (fixed 1024-image chunks ran at 40x a bare matmul on an H200 for N = 60000, B = 256)
+GPU_LOGITS_PER_CHUNK = 2**24
+
+
+def auto_chunk_size(B: int, device) -> int:
+    """Training images per streamed chunk for B queries on ``device`` (memory bounded, not O(N))."""
+    if torch.device(device).type == "cpu":
+        return 1024
+    return max(1024, GPU_LOGITS_PER_CHUNK // max(int(B), 1))
 
 
 class IdealDenoiser(Denoiser):
@@ -51,7 +66,8 @@ class IdealDenoiser(Denoiser):
     Parameters
     ----------
     train_images : (N, C, H, W) floating tensor, the training set (kept as one (N, d) matrix).
-    chunk_size : number of training images per streamed chunk (memory O(B * chunk_size)).
+    chunk_size : number of training images per streamed chunk (memory O(B * chunk_size)); None
+        (default) picks it per call with :func:`auto_chunk_size`.
     labels : optional (N,) integer labels, enabling :meth:`conditional` (class-conditional mode).
     topk : if set, ``D`` uses only the ``topk`` nearest training images (an approximation; its
         error is measured by :meth:`topk_error`).
@@ -59,7 +75,7 @@ class IdealDenoiser(Denoiser):
         query's dtype, training chunks are cast to it on the fly.
     """
 
-    def __init__(self, train_images: torch.Tensor, chunk_size: int = 1024, labels=None,
+    def __init__(self, train_images: torch.Tensor, chunk_size: int | None = None, labels=None,
                  topk: int | None = None, dtype: torch.dtype | None = None):
         check_images(train_images, "train_images")
         self.shape = tuple(train_images.shape[1:])
@@ -135,11 +151,12 @@ class IdealDenoiser(Denoiser):
         osm = OnlineSoftmax(track_entropy=track_entropy)
         argmax = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
         zero = lambda w: w.new_zeros(w.shape[0], 1)  # noqa: E731
-        for start in range(0, self.N, self.chunk_size):
-            Yc, Yc_sq = Y[start:start + self.chunk_size], Y_sq[start:start + self.chunk_size]
+        cs = self.chunk_size or auto_chunk_size(q.shape[0], q.device)
+        for start in range(0, self.N, cs):
+            Yc, Yc_sq = Y[start:start + cs], Y_sq[start:start + cs]
             logits = squared_distances(q, Yc, Yc_sq).mul_(coef)
             if y is not None:
-                logits.masked_fill_(labels[start:start + self.chunk_size].unsqueeze(0) != y.unsqueeze(1),
+                logits.masked_fill_(labels[start:start + cs].unsqueeze(0) != y.unsqueeze(1),
                                     -math.inf)
             m_chunk, i_chunk = logits.max(-1)
             if osm.m is not None:
@@ -212,8 +229,9 @@ class IdealDenoiser(Denoiser):
         q = self._flat(x)
         Y, Y_sq = self._train(q)
         best_d = best_i = None
-        for start in range(0, self.N, self.chunk_size):
-            d2 = squared_distances(q, Y[start:start + self.chunk_size], Y_sq[start:start + self.chunk_size])
+        cs = self.chunk_size or auto_chunk_size(q.shape[0], q.device)
+        for start in range(0, self.N, cs):
+            d2 = squared_distances(q, Y[start:start + cs], Y_sq[start:start + cs])
             idx = torch.arange(start, start + d2.shape[1], device=q.device).expand_as(d2)
             if best_d is not None:
                 d2, idx = torch.cat([best_d, d2], 1), torch.cat([best_i, idx], 1)

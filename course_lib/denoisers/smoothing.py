@@ -56,7 +56,7 @@ class KernelSmoothedDenoiser(Denoiser):
     ``s = 0`` gives back the ideal denoiser.
     """
 
-    def __init__(self, train_images, s: float, chunk_size: int = 1024, dtype=None):
+    def __init__(self, train_images, s: float, chunk_size: int | None = None, dtype=None):
         self.s = _check_s(s)
         self.ideal = _ideal(train_images, chunk_size, dtype)
 
@@ -92,7 +92,7 @@ class ClosedFormSmoothedDenoiser(Denoiser):
     """
 
     def __init__(self, train_images, s: float, n_samples: int = 16, seed: int = 0,
-                 chunk_size: int = 1024, dtype=None):
+                 chunk_size: int | None = None, dtype=None):
         self.s = _check_s(s)
         if not isinstance(n_samples, int) or n_samples < 2 or n_samples % 2:
             raise ValueError(f"n_samples must be an even int >= 2 (antithetic pairs), got {n_samples!r}")

@@ -77,3 +77,11 @@ def test_rmt_solver_on_every_device(device):
     out = rmt.silverstein_kappa(lam.to(device), s.to(device), 100)
     assert out.device.type == device
     assert torch.allclose(out.cpu(), ref, rtol=1e-10)
+
+
+def test_streaming_budgets_are_device_dependent_and_independent_of_n():
+    from course_lib.denoisers.ideal import auto_chunk_size
+    from course_lib.denoisers.local import logit_budget
+
+    assert logit_budget("cpu") == 2**23 and logit_budget("cuda") == 2**26
+    assert auto_chunk_size(64, "cpu") == 1024 and auto_chunk_size(64, "cuda") == 2**24 // 64

@@ -6,7 +6,7 @@ projected time of the configs' 300 epochs; a full 20-step sampling run of the ex
 of the boundary-broken ELS machine on a real training set; and the ideal denoiser against a bare
 matmul of the same shape. Prints one line per measurement. Usage:
 
-    python tools/gpu_check.py [--device cuda] [--steps 60]
+    python tools/gpu_check.py [--device cuda] [--steps 60] [--skip-train]
 """
 from __future__ import annotations
 
@@ -63,11 +63,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--device", default="cuda")
     p.add_argument("--steps", type=int, default=60)
+    p.add_argument("--skip-train", action="store_true", help="only the analytic machines")
     a = p.parse_args(argv)
     dev = torch.device(a.device)
     print(f"device={dev} torch={torch.__version__}"
           + (f" gpu={torch.cuda.get_device_name()}" if dev.type == "cuda" else ""), flush=True)
-    for name in ("mnist_unet_paper", "mnist_resnet_paper"):
+    for name in () if a.skip_train else ("mnist_unet_paper", "mnist_resnet_paper"):
         for amp in (False, True):
             train_step_time(name, dev, a.steps, amp)
 

@@ -127,3 +127,21 @@ def test_recalibration_of_a_committed_network_at_tiny_settings(require_data):
                                                                 "indices": [5, 4, 3, 2, 1]}})()
     with pytest.raises(ValueError, match="not the first 3 training images"):
         network_training_images(net, 3)
+
+
+def test_table2_script_runs_at_tiny_settings(tmp_path, require_data):
+    """tools/table2.py (the full-dictionary Table 2, meant for a GPU) at CPU-sized settings."""
+    import importlib.util
+    from pathlib import Path
+
+    require_data("mnist", "mnist_train_5k.npz")
+    path = Path(__file__).resolve().parents[1] / "tools" / "table2.py"
+    spec = importlib.util.spec_from_file_location("table2", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    out = tmp_path / "t.md"
+    mod.main(["--nets", "mnist_resnet_book", "--n-train", "8", "--seeds", "2", "--steps", "3",
+              "--device", "cpu", "--out", str(out)])
+    rows = out.read_text().splitlines()
+    assert rows[2].startswith("| `mnist_resnet_book` | this course | 2 |")
+    assert rows[3].startswith("| MNIST ResNet (zeros) | paper, Table 2 | 100 | 0.94")

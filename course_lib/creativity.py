@@ -68,7 +68,7 @@ def network_training_images(net, n: int | None = None, data_dir=None) -> torch.T
     ``start`` / ``stride`` / ``permute_seed`` subset when it records one), checked against the
     network's recorded indices. For the committed MNIST networks: ``load_dataset("mnist",
     split="train_5k", n=n)``, whose original order interleaves the digits (a near class-balanced prefix)."""
-    from .data import load_dataset
+    from .train import load_training_images
 
     ts = getattr(net, "train_subset", None) or {}
     if "dataset" not in ts or "split" not in ts:
@@ -76,23 +76,17 @@ def network_training_images(net, n: int | None = None, data_dir=None) -> torch.T
                          f"got {ts!r}; pass train_images= explicitly for other denoisers")
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n must be a positive int or None, got {n!r}")
-    sub = {k: ts[k] for k, default in (("start", 0), ("stride", 1), ("permute_seed", None))
-           if ts.get(k, default) != default}
-    # the net's own prefix (a subset of positions: all of it, then the positions)
-    n_load = ts.get("n") if sub or n is None else n
-    images, _, info = load_dataset(ts["dataset"], split=ts["split"], n=n_load, data_dir=data_dir, return_info=True,
-                                   **ts.get("options", {}))
-    if sub:
-        from .train import subset_positions
-
-        pos = subset_positions(len(images), **sub)[:n]
-        images = images[pos]
-        info.indices = None if info.indices is None else info.indices[pos]
+    has_subset = any(ts.get(k, default) != default for k, default in (("start", 0), ("stride", 1),
+                                                                      ("permute_seed", None)))
+    # the net's own prefix (a subset of positions: all of it, then the positions), as training loaded it
+    n_load = ts.get("n") if has_subset or n is None else n
+    images, _, indices = load_training_images(dict(ts, n=n_load), data_dir=data_dir)
+    images, indices = images[:n], indices[:n]
     rec = ts.get("indices")
-    if isinstance(rec, (list, tuple, torch.Tensor)) and info.indices is not None:
+    if isinstance(rec, (list, tuple, torch.Tensor)):
         rec = torch.as_tensor(rec, dtype=torch.int64).reshape(-1)
         k = len(images)
-        if rec.numel() < k or not torch.equal(rec[:k], info.indices[:k].to(torch.int64)):
+        if rec.numel() < k or not torch.equal(rec[:k], indices.to(torch.int64)):
             raise ValueError(f"the first {k} images of {ts['dataset']}/{ts['split']} are not the first {k} "
                              f"training images recorded by the network {getattr(net, 'name', net)!r}")
     return images

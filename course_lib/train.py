@@ -74,14 +74,15 @@ def subset_positions(n_total: int, start: int = 0, stride: int = 1, permute_seed
     return pos[start::stride]
 
 
-def load_training_images(cfg: dict):
+def load_training_images(cfg: dict, data_dir=None):
     """(images, labels, indices) of the config's training subset: the first ``n`` images of the split
     (all if ``n`` is None), then :func:`subset_positions` with the config's ``start``, ``stride`` and
-    ``permute_seed`` (defaults 0, 1, None: the prefix itself)."""
+    ``permute_seed`` (defaults 0, 1, None: the prefix itself). A checkpoint's ``train_subset`` record
+    has the same keys, so it can be passed as ``cfg`` too."""
     from .data import load_dataset
 
-    images, labels, info = load_dataset(cfg["dataset"], split=cfg["split"], n=cfg.get("n"), return_info=True,
-                                        **cfg.get("options", {}))
+    images, labels, info = load_dataset(cfg["dataset"], split=cfg["split"], n=cfg.get("n"), data_dir=data_dir,
+                                        return_info=True, **cfg.get("options", {}))
     indices = info.indices if info.indices is not None else torch.arange(len(images))
     sub = {k: cfg[k] for k in ("start", "stride", "permute_seed") if k in cfg}
     if sub:
@@ -154,15 +155,16 @@ def train(name: str, steps: int | None = None, device: str = "cpu", out: Path | 
         # bfloat16 keeps float32's exponent range, so no gradient scaler is needed (float16 would)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=amp):
             loss = edm_loss(net, images[idx], gen, class_labels=cl)
+        loss_value = loss.item()                  # one host sync per step
         try:
-            check_divergence(loss.item(), recent, step + 1, cfg.get("diverge_factor", 50.0),
+            check_divergence(loss_value, recent, step + 1, cfg.get("diverge_factor", 50.0),
                              cfg.get("diverge_window", 200))
         except TrainingDiverged as e:
             bar.close()
             raise TrainingDiverged(f"{name}: {e}. Nothing from this step was applied; the last good "
                                    f"checkpoint is {out} (step {step - step % save_every}). Lower 'lr' or "
                                    f"set 'grad_clip' in the config, or stop at that step.") from None
-        recent = (recent + [loss.item()])[-cfg.get("diverge_window", 200):]
+        recent = (recent + [loss_value])[-cfg.get("diverge_window", 200):]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.get("grad_clip"):
@@ -172,7 +174,7 @@ def train(name: str, steps: int | None = None, device: str = "cpu", out: Path | 
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(p, 1 - beta)
         step += 1
-        running.append(recent[-1])
+        running.append(loss_value)
         bar.update(1)
         if step % log_every == 0 or step == cfg["steps"]:
             losses.append((step, sum(running) / len(running)))
@@ -195,7 +197,8 @@ def save_checkpoint(path: Path, ema, cfg, name, step, losses, indices, seconds):
             "train_subset": {"dataset": cfg["dataset"], "split": cfg["split"], "n": cfg.get("n"),
                              "start": int(cfg.get("start", 0)), "stride": int(cfg.get("stride", 1)),
                              "permute_seed": cfg.get("permute_seed"),
-                             "indices": [int(i) for i in indices]} | ({"options": cfg["options"]} if cfg.get("options") else {}),
+                             "indices": [int(i) for i in indices]}
+                            | ({"options": cfg["options"]} if cfg.get("options") else {}),
             "losses": losses}
     torch.save({"ema": {k: v.float() for k, v in ema.state_dict().items()}, "meta": meta}, path)
     path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "train_subset"}

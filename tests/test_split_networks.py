@@ -12,7 +12,6 @@ r^2 0.84 [0.75, 0.92] vs ideal machines 0.08; parity halves, mean-image distance
 MSE 0.059 vs 0.0088, network MSE 0.19 vs 0.071. The thresholds leave about a factor two of margin.
 """
 import pytest
-import torch
 
 from course_lib.compare import compare
 from course_lib.creativity import network_training_images

@@ -19,6 +19,7 @@ _LAZY = {
     "LocalDenoiser": "local",
     "EquivariantLocalDenoiser": "local",
     "EquivariantDenoiser": "local",
+    "WaveletDenoiser": "wavelet",
 }
 
 

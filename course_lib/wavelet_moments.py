@@ -94,6 +94,15 @@ class MonomialBasis:
                     d[t] -= 1
                     deriv[t, a], coef[t, a] = where[tuple(d)], e[t]
         self.deriv, self.deriv_coef = deriv, coef
+        # degree layers for poly_features: feat[a] = feat[parent[a]] + e_var[a]
+        fwhere = {e: k for k, e in enumerate(feats)}
+        parent, var = torch.zeros(p, dtype=torch.long), torch.zeros(p, dtype=torch.long)
+        for a, e in enumerate(feats[1:], start=1):
+            i = next(t for t in range(m) if e[t] > 0)
+            parent[a], var[a] = fwhere[tuple(x - (t == i) for t, x in enumerate(e))], i
+        deg = self.feat.sum(1)
+        self.parent, self.var = parent, var
+        self.layers = [(int((deg < k).sum()), int((deg <= k).sum())) for k in range(1, degree + 1)]
         self.sq = torch.tensor([where[tuple(2 if i == t else 0 for i in range(m))] for t in range(m)])
         # sparse pattern of T(sigma): (row alpha, col beta, constant, power |alpha - beta|)
         rows, cols, const, power = [], [], [], []
@@ -144,17 +153,21 @@ def noisy_moments(clean: torch.Tensor, basis: MonomialBasis, sigma: float) -> to
     return torch.sparse.mm(T, clean.T).T
 
 
-def poly_features(v: torch.Tensor, basis: MonomialBasis) -> torch.Tensor:
-    """phi(v) (..., p): all monomials of degree <= K of v (..., m)."""
+def poly_features(v: torch.Tensor, basis: MonomialBasis, features_first: bool = False) -> torch.Tensor:
+    """phi(v) (..., p): all monomials of degree <= K of v (..., m); (p, ...) if ``features_first``.
+
+    Built degree by degree: every monomial of degree k is a monomial of degree k - 1 (its ``parent``)
+    times one variable, so the cost is one gather and one product per feature (gathers run along the
+    leading, contiguous axis)."""
     if v.shape[-1] != basis.m:
         raise ValueError(f"v must end in m={basis.m} variables, got shape {tuple(v.shape)}")
-    K = basis.degree
-    powers = v[..., None] ** torch.arange(K + 1, device=v.device, dtype=v.dtype)   # (..., m, K+1)
-    feat = basis.feat.to(v.device)
-    out = powers[..., 0, feat[:, 0]]
-    for i in range(1, basis.m):                                                   # loop over variables
-        out = out * powers[..., i, feat[:, i]]
-    return out
+    parent, var = basis.parent.to(v.device), basis.var.to(v.device)
+    vt = v.movedim(-1, 0).contiguous()                                            # (m, ...)
+    out = v.new_empty(basis.p, *v.shape[:-1])
+    out[0] = 1
+    for lo, hi in basis.layers:                                                   # K layers
+        out[lo:hi] = out[parent[lo:hi]] * vt[var[lo:hi]]
+    return out if features_first else out.movedim(0, -1)
 
 
 def hankel_gram(moments: torch.Tensor, K: int) -> torch.Tensor:

@@ -167,8 +167,9 @@ class WaveletDenoiser(Denoiser):
         for i in range(0, train.shape[0], chunk_size):
             c = self.coefficients(train[i:i + chunk_size].to(self.solve_dtype))
             for j, (g, basis) in enumerate(zip(self.groups, self.bases)):
-                phi = poly_features(c[:, g.vars], basis).transpose(0, 1)    # (G, n, p)
-                gram = phi.transpose(1, 2) @ phi                            # (G, p, p), batched matmul
+                phi = poly_features(c[:, g.vars], basis, features_first=True)   # (p, n, G)
+                phi = phi.permute(2, 0, 1).contiguous()                         # (G, p, n)
+                gram = phi @ phi.transpose(1, 2)                                # (G, p, p), batched matmul
                 grams[j] = gram if grams[j] is None else grams[j] + gram
         return [gr[:, b.split[:, 0].to(gr.device), b.split[:, 1].to(gr.device)] / train.shape[0]
                 for gr, b in zip(grams, self.bases)]

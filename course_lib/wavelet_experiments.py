@@ -88,7 +88,8 @@ def plot_couplings(H: int = 28, W: int = 28, level: int = 2, radius: int = 1, ta
             h, w = H >> j, W >> j
             ax.plot([-0.5, 2 * w - 0.5], [h - 0.5, h - 0.5], color="k", lw=0.8)
             ax.plot([w - 0.5, w - 0.5], [-0.5, 2 * h - 0.5], color="k", lw=0.8)
-        ax.set_title(f"{fam}\n{int((m == 1).sum()) + 1} coefficients", fontsize=10)
+        n = int((m == 1).sum()) + 1
+        ax.set_title(f"{fam}\n{n} coefficient" + ("s" if n > 1 else ""), fontsize=10)
         ax.set_xticks([]); ax.set_yticks([])
     return axes
 

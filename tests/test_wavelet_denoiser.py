@@ -126,3 +126,28 @@ def test_bad_input():
         D(tr, 0.0)
     with pytest.raises(ValueError, match="sigma"):
         D.fit(-1.0)
+
+
+def test_channels_families_and_float32_solves():
+    g = torch.Generator().manual_seed(6)
+    tr = torch.rand(30, 3, 8, 8, generator=g, dtype=torch.float64) ** 2 - 0.4
+    D = WaveletDenoiser(tr, "independent", 1, ridge=0.0, level=1)
+    c = D.coefficients(tr)
+    assert c.shape == (30, 192)
+    x = torch.randn(2, 3, 8, 8, generator=g, dtype=torch.float64)
+    cq = D.coefficients(x)
+    expect = -(cq - c.mean(0)) / (c.var(0, correction=0) + 0.09)
+    assert torch.allclose(D.coef_score(cq, 0.3), expect, atol=1e-9)
+    # band_tied: every coefficient is predicted exactly once; the triples stay within a channel
+    B = WaveletDenoiser(tr, "band_tied", 2, level=1)
+    targets = torch.cat([grp.vars[:, grp.targets].flatten() for grp in B.groups])
+    assert torch.equal(targets.sort().values, torch.arange(192))
+    trip = B.groups[1].vars
+    assert trip.shape == (3 * 16, 3) and bool(((trip // 64) == (trip[:, :1] // 64)).all())
+    L = WaveletDenoiser(tr, "local_coupled", 1, level=1, radius=1)
+    assert L.groups[0].vars.shape == (192, 9) and bool(((L.groups[0].vars // 64) == (torch.arange(192)[:, None] // 64)).all())
+    # float32 solves agree with float64 ones to float32 accuracy
+    B32 = WaveletDenoiser(tr, "band_tied", 2, level=1, solve_dtype=torch.float32)
+    assert torch.allclose(B32(x, 0.3), B(x, 0.3), atol=1e-3)
+    with pytest.raises(ValueError, match="solve_dtype"):
+        WaveletDenoiser(tr, "band_tied", 2, level=1, solve_dtype=torch.float16)

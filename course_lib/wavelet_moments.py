@@ -103,6 +103,17 @@ class MonomialBasis:
         deg = self.feat.sum(1)
         self.parent, self.var = parent, var
         self.layers = [(int((deg < k).sum()), int((deg <= k).sum())) for k in range(1, degree + 1)]
+        # in the graded lexicographic order, the degree-k monomials whose first variable is i are
+        # contiguous, and their parents form a contiguous block of degree k - 1: one slice product each
+        self.blocks = []
+        for lo, hi in self.layers:
+            for i in range(m):
+                idx = torch.nonzero(var[lo:hi] == i).flatten() + lo
+                if idx.numel():
+                    a, b = int(idx[0]), int(idx[-1]) + 1
+                    pa, pb = int(parent[a]), int(parent[b - 1]) + 1
+                    assert b - a == idx.numel() and torch.equal(parent[a:b], torch.arange(pa, pb))
+                    self.blocks.append((i, a, b, pa, pb))
         self.sq = torch.tensor([where[tuple(2 if i == t else 0 for i in range(m))] for t in range(m)])
         # sparse pattern of T(sigma): (row alpha, col beta, constant, power |alpha - beta|)
         rows, cols, const, power = [], [], [], []
@@ -157,16 +168,15 @@ def poly_features(v: torch.Tensor, basis: MonomialBasis, features_first: bool = 
     """phi(v) (..., p): all monomials of degree <= K of v (..., m); (p, ...) if ``features_first``.
 
     Built degree by degree: every monomial of degree k is a monomial of degree k - 1 (its ``parent``)
-    times one variable, so the cost is one gather and one product per feature (gathers run along the
-    leading, contiguous axis)."""
+    times its first variable; in graded order these are contiguous blocks, so each block is one
+    broadcast product of slices (no gathers)."""
     if v.shape[-1] != basis.m:
         raise ValueError(f"v must end in m={basis.m} variables, got shape {tuple(v.shape)}")
-    parent, var = basis.parent.to(v.device), basis.var.to(v.device)
     vt = v.movedim(-1, 0).contiguous()                                            # (m, ...)
     out = v.new_empty(basis.p, *v.shape[:-1])
     out[0] = 1
-    for lo, hi in basis.layers:                                                   # K layers
-        out[lo:hi] = out[parent[lo:hi]] * vt[var[lo:hi]]
+    for i, a, b, pa, pb in basis.blocks:                                          # <= K * m slice products
+        torch.mul(out[pa:pb], vt[i], out=out[a:b])
     return out if features_first else out.movedim(0, -1)
 
 

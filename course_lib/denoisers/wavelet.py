@@ -228,7 +228,10 @@ class WaveletDenoiser(Denoiser):
         for g, basis, f in zip(self.groups, self.bases, self.fit(sigma)):
             theta, scale = f.theta.to(c.device, c.dtype), f.scale.to(c.device, c.dtype)
             phi = poly_features(c[:, g.vars] / scale, basis, features_first=True)   # (p, B, G)
-            s = torch.einsum("pbg,gpt->bgt", phi, theta)
+            if theta.shape[2] <= 4:   # few targets per group: contract p in place, no transposed copy
+                s = torch.stack([(phi * theta[:, :, t].T[:, None, :]).sum(0) for t in range(theta.shape[2])], -1)
+            else:
+                s = torch.einsum("pbg,gpt->bgt", phi, theta)
             out[:, g.vars[:, g.targets].flatten()] = s.flatten(1)
         return out
 

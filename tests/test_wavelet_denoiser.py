@@ -122,6 +122,8 @@ def test_bad_input():
     with pytest.raises(ValueError, match="dimensions"):
         WaveletDenoiser(tr[0], "independent", 1)
     D = WaveletDenoiser(tr, "independent", 1)
+    with pytest.raises(ValueError, match="like the training images"):
+        D(torch.zeros(2, 1, 16, 16, dtype=torch.float64), 1.0)
     with pytest.raises(ValueError, match="sigma"):
         D(tr, 0.0)
     with pytest.raises(ValueError, match="sigma"):

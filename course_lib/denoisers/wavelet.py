@@ -236,6 +236,9 @@ class WaveletDenoiser(Denoiser):
         return out
 
     def denoise(self, x, sigma):
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.shape))}) like the training images, "
+                             f"got {tuple(x.shape)}")
         c = self.coefficients(x)
         out = torch.empty_like(c)
         for s in torch.unique(sigma).tolist():                               # one fit per distinct sigma

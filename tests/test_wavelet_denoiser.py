@@ -153,3 +153,18 @@ def test_channels_families_and_float32_solves():
     assert torch.allclose(B32(x, 0.3), B(x, 0.3), atol=1e-3)
     with pytest.raises(ValueError, match="solve_dtype"):
         WaveletDenoiser(tr, "band_tied", 2, level=1, solve_dtype=torch.float16)
+
+
+@pytest.mark.parametrize("device", ["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+def test_every_family_on_every_device(device):
+    """float32 images on ``device`` (solves in float64 there) against the float64 CPU reference."""
+    from course_lib.data import load_dataset
+
+    train = load_dataset("digits")[0][:200].double()                     # offline, (N, 1, 8, 8)
+    x = train[:4] + 0.3 * torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    for family, K, kw in (("independent", 3, {}), ("band_tied", 2, {}), ("local_coupled", 2, {"radius": 1})):
+        ref = WaveletDenoiser(train, family, K, wavelet="db2", level=1, **kw)(x, 0.3)
+        D = WaveletDenoiser(train.to(device, torch.float32), family, K, wavelet="db2", level=1, **kw)
+        out = D(x.to(device, torch.float32), 0.3)
+        assert out.device.type == device and out.dtype == torch.float32
+        assert (out.double().cpu() - ref).abs().max() < 1e-3, family

@@ -35,8 +35,9 @@ def _pair(pred, target, names=("pred", "target")):
             raise TypeError(f"{n} must be a torch.Tensor, got {type(t).__name__}")
         if not t.is_floating_point():
             raise TypeError(f"{n} must be a floating-point tensor, got {t.dtype}")
-        if t.ndim < 1 or t.shape[0] == 0:
-            raise ValueError(f"{n} must be a non-empty batch (B, ...), got shape {tuple(t.shape)}")
+        if t.ndim < 2 or t.shape[0] == 0:
+            raise ValueError(f"{n} has shape {tuple(t.shape)}: per-image metrics need a non-empty batch (B, ...) "
+                             f"of images (one value per image); for a single image pass {n}[None]")
     if pred.shape != target.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")

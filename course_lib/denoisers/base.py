@@ -16,6 +16,8 @@ from typing import Callable
 
 import torch
 
+from ..validate import LOW_PRECISION, check_finite
+
 __all__ = [
     "Denoiser", "FunctionDenoiser", "EpsPredictionDenoiser", "check_images", "sigma_batch",
     "sigma_view", "score_from_denoiser", "eps_from_denoiser",
@@ -29,7 +31,9 @@ def check_images(x, name: str = "x", ndim: int = 4) -> torch.Tensor:
     if x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions (B, C, H, W), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (float32 or float64), got {x.dtype}")
+        raise TypeError(f"{name} must be a floating-point tensor (float32 or float64; float16 and bfloat16 are "
+                        f"computed in float32 and returned in their dtype), got {x.dtype}: convert with "
+                        f"{name}.float()")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
     return x
@@ -48,6 +52,9 @@ def sigma_batch(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
         raise ValueError(f"{name} must be a float or a tensor of shape ({B},) to match x, got shape {tuple(s.shape)}")
     if not bool(torch.isfinite(s).all()) or not bool((s > 0).all()):
         raise ValueError(f"{name} must be finite and > 0, got {s.min().item()!r} .. {s.max().item()!r}")
+    if bool((s * s < torch.finfo(s.dtype).tiny).any()):
+        raise ValueError(f"{name} = {s.min().item():.3g} is so small that {name}^2 underflows in {s.dtype}: use "
+                         f"{name} >= {torch.finfo(s.dtype).tiny ** 0.5:.3g}, or float64 queries")
     return s
 
 
@@ -61,6 +68,9 @@ class Denoiser:
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         x = check_images(x)
+        if x.dtype in LOW_PRECISION:  # float16 / bfloat16: computed in float32, returned in x's dtype
+            return self(x.float(), sigma).to(x.dtype)
+        check_finite(x, "x", f"(the query batch of {type(self).__name__})")
         return self.denoise(x, sigma_batch(sigma, x))
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:  # pragma: no cover

@@ -161,8 +161,8 @@ def sample(denoiser: Callable, x_T: torch.Tensor, sigmas, solver: str = "heun", 
     def D(z, s):
         out = denoiser(z, torch.full((B,), s, dtype=dtype, device=device))
         if not isinstance(out, torch.Tensor) or out.shape != z.shape:
-            raise ValueError(f"denoiser {name!r} returned {getattr(out, 'shape', type(out).__name__)}, expected a "
-                             f"tensor of shape {tuple(z.shape)} like its input")
+            raise ValueError(f"denoiser returned shape {tuple(getattr(out, 'shape', ()))} ({type(out).__name__}), "
+                             f"expected {tuple(z.shape)} like its input (denoiser {name!r})")
         if not bool(torch.isfinite(out).all()):
             bad = torch.nonzero(~torch.isfinite(out).reshape(B, -1).all(1)).flatten().tolist()
             raise NonFiniteError(f"denoiser {name!r} returned NaN or inf at step {step[0]} (sigma={s:.6g}) of "

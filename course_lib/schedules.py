@@ -36,7 +36,7 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
     followed by a final 0 when ``append_zero`` (so the result has n+1 entries and a sampler's last
     step lands on the denoised image).
     """
-    n = as_int(n, "n (number of sigmas)", 1)
+    n = as_int(n, "n", 1)
     sigma_min, sigma_max, rho = _positive("sigma_min", sigma_min), _positive("sigma_max", sigma_max), _positive("rho", rho)
     if sigma_min > sigma_max:
         raise ValueError(f"sigma_min ({sigma_min}) must be <= sigma_max ({sigma_max})")

@@ -175,7 +175,7 @@ def test_over_strict_number_types_are_accepted():
     Y = _train()
     assert IdealDenoiser(Y, chunk_size=np.int64(7))(Y[:2], np.float32(0.5)).shape == (2, *SHAPE)
     for bad in (True, "18", 18.0, 2 + 0j):
-        with pytest.raises(TypeError, match="n .*must be an int"):
+        with pytest.raises(TypeError, match="n must be an int"):
             karras_sigmas(bad)
 
 

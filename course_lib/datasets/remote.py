@@ -71,13 +71,16 @@ def fetch(name: str, filename: str, root: Path, progress: bool = False) -> Path:
     except ValueError:  # checksum mismatch (pooch removes the file)
         _remove_empty(created)
         raise
-    except Exception as e:  # no network, DNS failure, HTTP error, timeout
+    except OSError as e:  # no network, DNS failure, HTTP error, timeout (requests' errors are OSErrors)
         _remove_empty(created)
         raise ConnectionError(
             f"could not download {filename!r} of dataset {name!r} from {url} into {target}: "
             f"{type(e).__name__}: {e}. Offline, copy the dataset's files into {root / name} (or {target}) by "
             f"hand, or set COURSE_DATA_DIR to a folder that holds '{name}/' (e.g. the course's shared data), "
             f"and call without download=True / COURSE_DOWNLOAD=1") from None
+    except BaseException:
+        _remove_empty(created)
+        raise
     return Path(path)
 
 

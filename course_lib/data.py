@@ -152,8 +152,8 @@ def _resolve_class_names(classes, name, label_names):
     for c in classes:
         if isinstance(c, str):
             if not label_names or c not in label_names:
-                raise ValueError(f"classes={c!r}: dataset {name!r} has "
-                                 + (f"label names {label_names}" if label_names else "no label names; pass integer labels"))
+                known = f"label names {label_names}" if label_names else "no label names; pass integer labels"
+                raise ValueError(f"classes={c!r}: dataset {name!r} has {known}")
             c = label_names.index(c)
         out.append(c)
     return out

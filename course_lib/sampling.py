@@ -152,7 +152,8 @@ def sample(denoiser: Callable, x_T: torch.Tensor, sigmas, solver: str = "heun", 
                             (out.x, out.denoised, out.sigmas, out.sigmas_hat, out.x_hat)))
     sig = check_sigmas(sigmas)
     if solver == "stochastic":
-        S_churn, S_noise = as_float(S_churn, "S_churn", nonnegative=True), as_float(S_noise, "S_noise", nonnegative=True)
+        S_churn = as_float(S_churn, "S_churn", nonnegative=True)
+        S_noise = as_float(S_noise, "S_noise", nonnegative=True)
     n = len(sig) - 1
     B, dtype, device = x.shape[0], x.dtype, x.device
     step = [0]

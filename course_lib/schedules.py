@@ -37,7 +37,8 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
     step lands on the denoised image).
     """
     n = as_int(n, "n", 1)
-    sigma_min, sigma_max, rho = _positive("sigma_min", sigma_min), _positive("sigma_max", sigma_max), _positive("rho", rho)
+    sigma_min, sigma_max = _positive("sigma_min", sigma_min), _positive("sigma_max", sigma_max)
+    rho = _positive("rho", rho)
     if sigma_min > sigma_max:
         raise ValueError(f"sigma_min ({sigma_min}) must be <= sigma_max ({sigma_max})")
     ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)

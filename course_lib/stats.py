@@ -222,6 +222,7 @@ def patch_stats(images: torch.Tensor, patch_size: int, padding: str = "circular"
     """:func:`dataset_stats` of all patches (see :func:`extract_patches`), streamed over chunks
     of ``chunk_size`` images; ``shape`` is (C, P, P) and ``n`` the number of patches."""
     images = _check_images(images)
+    chunk_size = as_int(chunk_size, "chunk_size (images per chunk)", 1)
     extract_patches(images[:1], patch_size, padding, stride)  # validate arguments early
     C, P = images.shape[1], int(patch_size)
     params = dict(kind="patch", patch_size=P, padding=padding, stride=int(stride),

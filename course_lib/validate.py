@@ -19,7 +19,8 @@ import numbers
 import torch
 
 __all__ = ["as_int", "as_float", "check_finite", "check_float_dtype", "LOW_PRECISION", "compute_dtype",
-           "check_denoiser", "check_generator", "NonFiniteError", "ArgumentTypeError", "CorruptFileError", "corrupt_file_error"]
+           "check_denoiser", "check_generator", "NonFiniteError", "ArgumentTypeError", "CorruptFileError",
+           "corrupt_file_error"]
 
 LOW_PRECISION = (torch.float16, torch.bfloat16)
 

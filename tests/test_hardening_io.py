@@ -156,3 +156,21 @@ def test_gzip_helper_roundtrip(tmp_path):
         f.write(b"\x00\x00\x08\x03" + b"\x00" * 3)
     with pytest.raises(CorruptFileError, match="b.gz"):
         read_idx(tmp_path / "b.gz")
+
+
+def test_training_state_resumes_with_weights_only(tmp_path):
+    """train.py resumes from its state file with torch.load(weights_only=True): what it saves must load so."""
+    from course_lib.configs import CONFIGS
+    from course_lib.train import build_network
+
+    cfg = dict(CONFIGS["mnist_resnet_book"], arch_kwargs=dict(channels=4, depth=3, padding="zeros"))
+    net = build_network(cfg)
+    opt = torch.optim.Adam(net.parameters())
+    net(torch.randn(2, 1, 28, 28), torch.ones(2)).sum().backward()
+    opt.step()
+    gen = torch.Generator().manual_seed(0)
+    torch.save({"net": net.state_dict(), "ema": net.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(),
+                "step": 1, "losses": [(1, 0.5)], "cfg": cfg}, tmp_path / "s.pt")
+    st = torch.load(tmp_path / "s.pt", weights_only=True)
+    torch.optim.Adam(build_network(cfg).parameters()).load_state_dict(st["opt"])
+    assert st["cfg"]["arch_kwargs"] == cfg["arch_kwargs"]

@@ -19,7 +19,7 @@ import torch
 from ..validate import LOW_PRECISION, check_finite
 
 __all__ = [
-    "Denoiser", "FunctionDenoiser", "EpsPredictionDenoiser", "check_images", "sigma_batch",
+    "Denoiser", "FunctionDenoiser", "EpsPredictionDenoiser", "check_images", "check_query", "sigma_batch",
     "sigma_view", "score_from_denoiser", "eps_from_denoiser",
 ]
 
@@ -37,6 +37,13 @@ def check_images(x, name: str = "x", ndim: int = 4) -> torch.Tensor:
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
     return x
+
+
+def check_query(x, name: str = "x") -> torch.Tensor:
+    """:func:`check_images` plus finiteness, upcast to float32 when half precision (for the machines'
+    diagnostic methods, which return float32 results for float16 / bfloat16 queries)."""
+    x = check_finite(check_images(x, name), name)
+    return x.float() if x.dtype in LOW_PRECISION else x
 
 
 def sigma_batch(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
@@ -88,6 +95,8 @@ class Denoiser:
 def score_from_denoiser(denoiser: Callable, x: torch.Tensor, sigma) -> torch.Tensor:
     """score(x, sigma) = (D(x, sigma) - x) / sigma^2 for any denoiser callable."""
     x = check_images(x)
+    if x.dtype in LOW_PRECISION:
+        return score_from_denoiser(denoiser, x.float(), sigma).to(x.dtype)
     sb = sigma_batch(sigma, x)  # plain callables get the validated (B,) tensor, like Denoiser.denoise
     s = sigma_view(sb, x)
     return (denoiser(x, sb) - x) / s**2
@@ -96,6 +105,8 @@ def score_from_denoiser(denoiser: Callable, x: torch.Tensor, sigma) -> torch.Ten
 def eps_from_denoiser(denoiser: Callable, x: torch.Tensor, sigma) -> torch.Tensor:
     """eps_hat(x, sigma) = (x - D(x, sigma)) / sigma for any denoiser callable."""
     x = check_images(x)
+    if x.dtype in LOW_PRECISION:
+        return eps_from_denoiser(denoiser, x.float(), sigma).to(x.dtype)
     sb = sigma_batch(sigma, x)
     s = sigma_view(sb, x)
     return (x - denoiser(x, sb)) / s

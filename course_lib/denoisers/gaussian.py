@@ -30,7 +30,7 @@ import math
 import torch
 
 from ..validate import as_int, check_finite
-from .base import Denoiser, check_images, sigma_batch, sigma_view
+from .base import Denoiser, check_images, check_query, sigma_batch, sigma_view
 
 __all__ = ["GaussianDenoiser", "GaussianMixtureDenoiser", "kmeans"]
 
@@ -282,7 +282,7 @@ class GaussianMixtureDenoiser(Denoiser):
 
     def responsibilities(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """w_j(x) = softmax_j(log pi_j + log N(x; mu_j, Sigma_j + sigma^2 I)), shape (B, K)."""
-        x = check_images(x)
+        x = check_query(x)
         return self._posterior(x, sigma_batch(sigma, x))[0]
 
     def _posterior(self, x, sigma):

@@ -29,7 +29,7 @@ import torch
 
 from ..softmax import OnlineSoftmax, squared_distances
 from ..validate import as_int, check_finite, check_float_dtype
-from .base import Denoiser, check_images, sigma_batch, sigma_view
+from .base import Denoiser, check_images, check_query, sigma_batch, sigma_view
 
 __all__ = ["IdealDenoiser", "ClassConditionalDenoiser", "underflow_gap"]
 
@@ -186,7 +186,7 @@ class IdealDenoiser(Denoiser):
     # ------------------------------------------------------------------ posterior summaries
     def log_density(self, x: torch.Tensor, sigma, y=None) -> torch.Tensor:
         """log p_sigma(x) = logsumexp_i(-|x - x_i|^2 / (2 sigma^2)) - log N - d/2 log(2 pi sigma^2)."""
-        x = check_images(x)
+        x = check_query(x)
         s = sigma_batch(sigma, x)
         y = self._class_mask(y, x.shape[0], x.device)
         lse = self.stream(x, s, y=y, values=False).logsumexp()
@@ -200,7 +200,7 @@ class IdealDenoiser(Denoiser):
         ``entropy`` H = -sum w log w (nats), ``n_eff`` = exp(H) (effective number of images),
         ``max_weight`` = max_i w_i, ``argmax`` = index of the most likely training image.
         """
-        x = check_images(x)
+        x = check_query(x)
         s = sigma_batch(sigma, x)
         y = self._class_mask(y, x.shape[0], x.device)
         osm = self.stream(x, s, y=y, values=False, track_entropy=True)
@@ -210,7 +210,7 @@ class IdealDenoiser(Denoiser):
 
     def posterior_weights(self, x: torch.Tensor, sigma, y=None) -> torch.Tensor:
         """All N posterior weights w_i(x), shape (B, N) (memory B*N: for diagnostics and small N)."""
-        x = check_images(x)
+        x = check_query(x)
         s = sigma_batch(sigma, x)
         y = self._class_mask(y, x.shape[0], x.device)
         q = self._flat(x)
@@ -223,7 +223,7 @@ class IdealDenoiser(Denoiser):
     def nearest(self, x: torch.Tensor, k: int = 1):
         """The k nearest training images of each query: (squared distances (B, k), indices (B, k)),
         ascending, streamed over chunks (memory O(B * (k + chunk_size)))."""
-        x = check_images(x)
+        x = check_query(x)
         k = as_int(k, f"k (N={self.N} training images)", 1, self.N)
         q = self._flat(x)
         Y, Y_sq = self._train(q)
@@ -257,7 +257,7 @@ class IdealDenoiser(Denoiser):
     def topk_error(self, x: torch.Tensor, sigma, k: int) -> dict:
         """Measured error of the top-k approximation against the exact streaming result, per query:
         ``abs`` = |D_k - D|, ``rel`` = |D_k - D| / |D|, ``dropped_mass`` = 1 - sum_{top-k} w_i."""
-        x = check_images(x)
+        x = check_query(x)
         s = sigma_batch(sigma, x)
         exact = self.stream(x, s).mean()
         approx = self.topk_denoise(x, s, k).reshape(x.shape[0], -1)

@@ -34,7 +34,7 @@ from ..patches import (boundary_groups, check_boundary, check_patch_size, descri
                        extract_patches, pad_images, patch_size_groups)
 from ..softmax import OnlineSoftmax
 from ..validate import as_int, check_finite
-from .base import Denoiser, check_images
+from .base import Denoiser, check_images, check_query
 from .ideal import underflow_gap
 
 __all__ = ["LocalDenoiser", "EquivariantLocalDenoiser", "EquivariantDenoiser"]
@@ -117,7 +117,7 @@ class _PatchMachine(Denoiser):
         ``centre`` (B, C, H, W), the centre pixel of that patch. ``patch_size`` defaults to the
         machine's (it must be an int then).
         """
-        x = check_images(x)
+        x = check_query(x)
         self.train.check_query(x)
         P = patch_size if patch_size is not None else self.patch_size
         if callable(P):

@@ -32,7 +32,7 @@ from __future__ import annotations
 import torch
 
 from ..validate import as_float, as_int
-from .base import Denoiser, check_images, sigma_batch, sigma_view
+from .base import Denoiser, check_query, sigma_batch, sigma_view
 from .ideal import IdealDenoiser
 
 __all__ = ["KernelSmoothedDenoiser", "ClosedFormSmoothedDenoiser"]
@@ -71,7 +71,7 @@ class KernelSmoothedDenoiser(Denoiser):
 
     def log_density(self, x, sigma):
         """log p_sigma(x) of the smoothed mixture = ideal log-density at tau."""
-        x = check_images(x)
+        x = check_query(x)
         return self.ideal.log_density(x, self.tau(sigma_batch(sigma, x)))
 
     def __repr__(self):

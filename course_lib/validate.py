@@ -18,7 +18,7 @@ import numbers
 
 import torch
 
-__all__ = ["as_int", "as_float", "check_finite", "check_float_dtype", "LOW_PRECISION", "compute_dtype",
+__all__ = ["int_like", "as_int", "as_float", "check_finite", "check_float_dtype", "LOW_PRECISION", "compute_dtype",
            "check_denoiser", "check_generator", "NonFiniteError", "ArgumentTypeError", "CorruptFileError",
            "corrupt_file_error"]
 
@@ -50,6 +50,13 @@ def _scalar(v):
     if type(v).__module__ == "numpy" and getattr(v, "ndim", None) == 0:
         return v.item()
     return v
+
+
+def int_like(v):
+    """``v`` as a Python int when it is an integer number (NumPy integer, 0-d integer tensor), else ``v``
+    unchanged, so that an existing ``isinstance(v, int)`` check accepts numbers that are numbers."""
+    x = _scalar(v)
+    return int(x) if isinstance(x, numbers.Integral) and not isinstance(x, bool) else v
 
 
 def as_int(v, name: str, minimum: int | None = None, maximum: int | None = None) -> int:

@@ -174,3 +174,11 @@ def test_training_state_resumes_with_weights_only(tmp_path):
     st = torch.load(tmp_path / "s.pt", weights_only=True)
     torch.optim.Adam(build_network(cfg).parameters()).load_state_dict(st["opt"])
     assert st["cfg"]["arch_kwargs"] == cfg["arch_kwargs"]
+
+
+def test_corrupt_calibration_file_is_named(tmp_path):
+    from course_lib.calibrate import PatchSizeSchedule
+
+    (tmp_path / "sched.json").write_text('{"sigmas": [0.1, 1.0], "patch_si')  # truncated
+    with pytest.raises(CorruptFileError, match=r"sched\.json"):
+        PatchSizeSchedule.load(tmp_path / "sched.json")

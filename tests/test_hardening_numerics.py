@@ -175,6 +175,10 @@ def test_over_strict_number_types_are_accepted():
     assert initial_noise(np.arange(3), SHAPE, 80.0).shape == (3, *SHAPE)
     Y = _train()
     assert IdealDenoiser(Y, chunk_size=np.int64(7))(Y[:2], np.float32(0.5)).shape == (2, *SHAPE)
+    from course_lib import metrics, rmt_mc
+
+    assert rmt_mc.power_law_spectrum(np.int64(5)).shape == (5,)
+    assert metrics.median_ci(torch.arange(5.0), n_boot=np.int64(10))[0] == 2.0
     for bad in (True, "18", 18.0, 2 + 0j):
         with pytest.raises(TypeError, match="n must be an int"):
             karras_sigmas(bad)

@@ -7,8 +7,9 @@ A denoiser is a callable ``D(x, sigma) -> x0_hat`` in the EDM variance-exploding
     score(x, sigma) = grad log p_sigma(x) = (D(x, sigma) - x) / sigma^2,
     eps(x, sigma)   = (x - D(x, sigma)) / sigma.
 
-Subclasses implement :meth:`Denoiser.denoise`, which receives an already validated ``x`` and a
-(B,) ``sigma`` tensor of ``x``'s dtype and device.
+Subclasses implement :meth:`Denoiser.denoise`, which receives an already validated ``x`` (finite,
+float32 or float64: a float16 / bfloat16 query is computed in float32 and the result cast back) and a
+(B,) ``sigma`` tensor of ``x``'s dtype and device (finite, > 0, with sigma^2 not underflowing).
 """
 from __future__ import annotations
 

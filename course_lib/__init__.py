@@ -20,7 +20,7 @@ __version__ = "0.1.0"
 _SUBMODULES = {
     "config", "schedules", "denoisers", "sampling", "data", "stats", "softmax", "metrics",
     "plot", "widgets", "exercises", "rmt", "rmt_mc", "learning", "compare", "jacobian", "nets", "train",
-    "tweedie", "linear", "diagnostics", "calibrate", "patches", "configs", "creativity",
+    "tweedie", "linear", "diagnostics", "calibrate", "patches", "configs", "creativity", "validate",
 }
 
 

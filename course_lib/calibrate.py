@@ -28,6 +28,7 @@ import torch
 
 from .denoisers.base import check_images
 from .patches import check_patch_size
+from .validate import as_float, corrupt_file_error
 
 __all__ = ["PatchSizeSchedule", "CalibrationResult", "calibrate_patch_size", "similarity"]
 
@@ -51,7 +52,8 @@ class PatchSizeSchedule:
         self._log = torch.tensor([math.log(s) for s in sig], dtype=torch.float64)
 
     def __call__(self, sigma: float) -> int:
-        k = int(torch.argmin((self._log - math.log(float(sigma))).abs()))
+        sigma = as_float(sigma, "sigma (the noise level whose patch size is asked)", positive=True)
+        k = int(torch.argmin((self._log - math.log(sigma)).abs()))
         return self.patch_sizes[k]
 
     def __repr__(self):
@@ -70,8 +72,11 @@ class PatchSizeSchedule:
 
     @classmethod
     def load(cls, path) -> "PatchSizeSchedule":
-        d = json.loads(Path(path).read_text())
-        return cls(d["sigmas"], d["patch_sizes"])
+        try:
+            d = json.loads(Path(path).read_text())
+            return cls(d["sigmas"], d["patch_sizes"])
+        except (ValueError, KeyError, TypeError) as e:  # JSONDecodeError is a ValueError
+            raise corrupt_file_error(path, e, "delete it and calibrate again (course_lib.calibrate)") from None
 
 
 @dataclass

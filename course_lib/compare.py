@@ -31,14 +31,13 @@ every denoiser; ``cache=False`` never reads or writes.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 
 import torch
 
 from .metrics import fraction_better, median_ci, mse, r2
 from .sampling import SOLVERS, check_sigmas, sample
+from .validate import NonFiniteError, as_int, check_denoiser, check_finite
 
 __all__ = ["initial_noise", "run_trajectories", "Trajectories", "compare", "compare_single_step",
            "Comparison", "denoiser_key"]
@@ -56,11 +55,11 @@ def initial_noise(seeds, shape, sigma_max: float, dtype=torch.float32, device=No
 
 
 def _check_seeds(seeds) -> list[int]:
-    if isinstance(seeds, int):
-        raise TypeError(f"seeds must be a list of ints (e.g. range({seeds})), got the int {seeds}")
-    seeds = [int(s) if isinstance(s, int) or (torch.is_tensor(s) and s.ndim == 0) else s for s in seeds]
-    if not seeds or not all(isinstance(s, int) and s >= 0 for s in seeds):
-        raise ValueError(f"seeds must be a non-empty list of non-negative ints, got {seeds!r}")
+    if getattr(seeds, "ndim", 1) == 0 or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a list of ints (e.g. range({seeds})), got the number {seeds!r}")
+    seeds = [as_int(s, "every seed", 0) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must be a non-empty list of non-negative ints, got an empty one")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct, got {seeds!r}")
     return seeds
@@ -114,16 +113,9 @@ def _load(path) -> dict:
 
 
 def _save(path, entries: dict) -> None:
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
-            tmp = f.name
-        torch.save(entries, tmp)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # a read-only cache directory only costs recomputation
+    if path is not None:  # atomic; a read-only cache directory only costs recomputation
+        from .stats import atomic_torch_save
+        atomic_torch_save(entries, path)
 
 
 def _resolve_cache(cache, key, name):
@@ -185,12 +177,10 @@ def run_trajectories(denoiser, sigmas, seeds, shape, solver: str = "heun", *, ke
 
     ``sampler_kwargs`` go to :func:`course_lib.sampling.sample` (e.g. ``S_churn``) and into the cache key.
     """
-    if not callable(denoiser):
-        raise TypeError(f"denoiser must be callable D(x, sigma), got {type(denoiser).__name__}")
+    check_denoiser(denoiser, f"denoiser {name!r}" if name else "denoiser")
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    batch_size = as_int(batch_size, "batch_size", 1)
     sig = check_sigmas(sigmas)
     seeds, shape = _check_seeds(seeds), _check_shape(shape)
     name = name or getattr(denoiser, "name", None) or type(denoiser).__name__
@@ -208,8 +198,11 @@ def run_trajectories(denoiser, sigmas, seeds, shape, solver: str = "heun", *, ke
     for chunk in _batches(missing, size, progress, f"sampling {name}"):
         x_T = initial_noise(chunk, shape, float(sig[0]), dtype, device)
         gen = _seed_generator(chunk[0], x_T.device) if solver in STOCHASTIC else None
-        with torch.no_grad():
-            tr = sample(D, x_T, sig, solver, return_trajectory=True, generator=gen, **(sampler_kwargs or {}))
+        try:
+            with torch.no_grad():
+                tr = sample(D, x_T, sig, solver, return_trajectory=True, generator=gen, **(sampler_kwargs or {}))
+        except NonFiniteError as e:
+            raise NonFiniteError(f"candidate {name!r} (seeds {chunk}): {e}") from None
         for j, s in enumerate(chunk):
             entries[s] = {"x": tr.x[:, j].detach().cpu().clone(), "denoised": tr.denoised[:, j].detach().cpu().clone()}
     if missing:
@@ -329,8 +322,8 @@ def _named(candidates, reference, reference_name):
         named = {getattr(candidates, "name", None) or "candidate": candidates}
     else:
         raise TypeError(f"candidates must be a denoiser or a dict {{name: denoiser}}, got {type(candidates).__name__}")
-    if not callable(reference):
-        raise TypeError(f"reference must be a denoiser D(x, sigma), got {type(reference).__name__}")
+    for n, D in list(named.items()) + [(reference_name, reference)]:
+        check_denoiser(D, f"denoiser {n!r}")
     if reference_name in named:
         raise ValueError(f"candidate name {reference_name!r} clashes with reference_name")
     return named
@@ -411,7 +404,8 @@ def compare_single_step(candidates, reference, sigmas, seeds, shape, solver: str
                 sl = slice(idx[0], idx[-1] + 1)
                 with torch.no_grad():
                     xb = flat[sl].to(device=device, dtype=dtype)
-                    preds.append(Dc(xb, sig[sl].to(xb.device)).detach().cpu())
+                    preds.append(check_finite(Dc(xb, sig[sl].to(xb.device)).detach().cpu(), f"candidate {n!r}'s output",
+                                              f"on reference states {sl.start}..{sl.stop - 1} (step-major)"))
             preds = torch.cat(preds).reshape(xs.shape)
             for j, s in enumerate(missing):
                 entries[s] = preds[:, j].clone()

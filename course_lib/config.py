@@ -17,6 +17,8 @@ import random
 import numpy as np
 import torch
 
+from .validate import int_like
+
 SCALES = ("ci", "book", "paper")
 
 
@@ -46,6 +48,7 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch; return a CPU ``torch.Generator`` seeded with ``seed``."""
+    seed = int_like(seed)
     if not isinstance(seed, int) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
     random.seed(seed)

@@ -38,6 +38,7 @@ import torch
 
 from .calibrate import PatchSizeSchedule, calibrate_patch_size
 from .compare import Comparison, _check_seeds, compare, initial_noise
+from .validate import corrupt_file_error, int_like
 
 __all__ = ["CALIBRATION_DIR", "PAPER_TABLE2", "MACHINE_KINDS", "NetworkCalibration", "network_training_images",
            "machine_factory", "calibrate_network", "load_calibration", "calibration_path", "theory_machines",
@@ -74,6 +75,7 @@ def network_training_images(net, n: int | None = None, data_dir=None) -> torch.T
     if "dataset" not in ts or "split" not in ts:
         raise ValueError(f"net must record its training data in .train_subset = {{dataset, split, ...}}, "
                          f"got {ts!r}; pass train_images= explicitly for other denoisers")
+    n = int_like(n)
     if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
         raise ValueError(f"n must be a positive int or None, got {n!r}")
     has_subset = any(ts.get(k, default) != default for k, default in (("start", 0), ("stride", 1),
@@ -138,7 +140,10 @@ class NetworkCalibration:
 
     @classmethod
     def load(cls, path) -> "NetworkCalibration":
-        d = json.loads(Path(path).read_text())
+        try:
+            d = json.loads(Path(path).read_text())
+        except ValueError as e:
+            raise corrupt_file_error(path, e, "restore it with git checkout, or calibrate again") from None
         if "schedules" not in d:
             raise ValueError(f"{path} is not a network calibration file (no 'schedules' entry)")
         scheds = {k: PatchSizeSchedule(v["sigmas"], v["patch_sizes"]) for k, v in d["schedules"].items()}

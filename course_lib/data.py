@@ -19,6 +19,7 @@ from .datasets import real, synthetic
 from .datasets._common import (DatasetInfo, DatasetNotFoundError, check_n, check_split,
                                data_dir, download_requested, read_idx, uint8_to_tensor)
 from .datasets.real import CIFAR10_CLASSES, FASHION_CLASSES, SPLITS
+from .validate import as_int
 from .datasets.synthetic import (PATCH_SOURCES, gaussian_field_covariance,
                                  gaussian_field_eigenvalues, gaussian_field_spectrum)
 
@@ -62,8 +63,7 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, data_
     if extra:
         raise TypeError(f"load_dataset({name!r}) got unexpected options {sorted(extra)}; "
                         f"valid: {sorted(_OPTIONS.get(name, set()))}")
-    if classes is not None:
-        classes = [int(c) for c in np.atleast_1d(np.asarray(classes))]
+    classes = _check_classes(classes, name)
     n_load = None if classes is not None else n
     label_names, files, notes = None, [], ""
 
@@ -79,7 +79,7 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, data_
                 raise
             raw = loader(fallback, None, root, dl, progress)
             raw["notes"] = f"classes filtered from split {fallback!r}"
-        images = uint8_to_tensor(raw["images"])
+        images = uint8_to_tensor(raw["images"], ", ".join(map(str, raw["files"])))
         if options.get("pad"):
             images = _pad_background(images, options["pad"])
         labels = torch.from_numpy(raw["labels"])
@@ -108,6 +108,13 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, data_
             images, labels, idx = images[:k], labels[:k], idx[:k]
 
     if classes is not None:
+        classes = _resolve_class_names(classes, name, label_names)
+        present = sorted(set(labels.unique().tolist()))
+        absent = [c for c in classes if c not in present]
+        if absent:
+            span = f"{present[0]}..{present[-1]}" if present == list(range(present[0], present[-1] + 1)) else present
+            raise ValueError(f"classes {absent} do not occur in dataset {name!r} split {split!r}: its labels are "
+                             f"{span}" + (f" ({label_names})" if label_names else ""))
         keep = torch.isin(labels, torch.tensor(classes, dtype=torch.int64))
         images, labels = images[keep], labels[keep]
         idx = None if idx is None else idx[keep]
@@ -117,6 +124,39 @@ def load_dataset(name: str, split: str = "train", n: int | None = None, *, data_
         return images, labels
     return images, labels, DatasetInfo(name=name, split=split, indices=idx, files=files,
                                        label_names=label_names, notes=notes)
+
+
+def _check_classes(classes, name):
+    """``classes`` as a list of ints and/or label-name strings (None stays None)."""
+    if classes is None:
+        return None
+    if isinstance(classes, str) or np.ndim(classes) == 0:
+        items = [classes]
+    elif isinstance(classes, (list, tuple)):
+        items = list(classes)
+    else:  # an array or tensor of labels
+        items = list(np.asarray(classes).ravel())
+    out = []
+    for c in items:
+        if isinstance(c, (str, np.str_)):
+            out.append(str(c))
+        else:
+            out.append(as_int(c, f"classes of load_dataset({name!r}) (labels, or label names such as 'cat')"))
+    if not out:
+        raise ValueError("classes is empty; pass None for every class or a list of labels")
+    return out
+
+
+def _resolve_class_names(classes, name, label_names):
+    out = []
+    for c in classes:
+        if isinstance(c, str):
+            if not label_names or c not in label_names:
+                known = f"label names {label_names}" if label_names else "no label names; pass integer labels"
+                raise ValueError(f"classes={c!r}: dataset {name!r} has {known}")
+            c = label_names.index(c)
+        out.append(c)
+    return out
 
 
 def _pad_background(images: torch.Tensor, pad) -> torch.Tensor:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .denoisers.base import check_images
+from .validate import int_like
 
 __all__ = [
     "as_pixels", "sensitivity_fields", "pixel_gradient", "average_sensitivity", "SensitivityField",
@@ -115,6 +116,7 @@ def sensitivity_fields(denoiser, x: torch.Tensor, sigma, pixels, chunk_size: int
     (slower, for denoisers whose backward has no batching rule; ``"auto"`` falls back on error).
     """
     x = check_images(x)
+    chunk_size = int_like(chunk_size)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int, got {chunk_size!r}")
     if vectorize not in (True, False, "auto"):
@@ -230,8 +232,10 @@ def average_sensitivity(denoiser, x0: torch.Tensor, sigma: float, pixels, n_nois
     sigma = float(sigma)
     if not sigma > 0:
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    n_noise = int_like(n_noise)
     if not isinstance(n_noise, int) or n_noise < 1:
         raise ValueError(f"n_noise must be a positive int, got {n_noise!r}")
+    batch_size = int_like(batch_size)
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     pix = as_pixels(pixels, x0.shape[1:])

@@ -33,6 +33,8 @@ import math
 import numpy as np
 import torch
 
+from .validate import int_like
+
 __all__ = ["moment_matrices", "gd_closed_form", "flow_closed_form", "mode_learning_curves",
            "train_linear_denoiser", "generated_mode_variance", "generated_mode_variance_numeric",
            "emergence_times", "fit_power_law"]
@@ -107,6 +109,7 @@ def train_linear_denoiser(images: torch.Tensor, sigma: float, eta: float, steps:
     """
     X = _X(images)
     N, d = X.shape
+    steps = int_like(steps)
     if not (isinstance(steps, int) and steps >= 0):
         raise ValueError(f"steps must be an int >= 0, got {steps!r}")
     if not float(sigma) > 0 or not float(eta) > 0:

@@ -28,6 +28,7 @@ from typing import Callable
 import torch
 
 from .denoisers.base import check_images
+from .validate import int_like
 
 __all__ = ["xi", "ve_trajectory", "ve_denoiser_trajectory", "vp_trajectory", "teleport", "teleportation_sweep",
            "CountingDenoiser", "receptive_field", "rf_radius", "circulant_rf", "power_law_eigenvalues",
@@ -126,6 +127,7 @@ def teleport(denoiser: Callable, gauss, x_T: torch.Tensor, sigmas: torch.Tensor,
     x_T = check_images(x_T, "x_T")
     sigmas = torch.as_tensor(sigmas, dtype=torch.float64)
     n = len(sigmas) - 1
+    skip = int_like(skip)
     if not isinstance(skip, int) or not 0 <= skip <= n:
         raise ValueError(f"skip must be an int in [0, {n}] for a grid of {n + 1} sigmas, got {skip!r}")
     from .sampling import sample

@@ -24,6 +24,7 @@ from __future__ import annotations
 import torch
 
 from .softmax import squared_distances
+from .validate import int_like
 
 __all__ = ["r2", "mse", "fraction_squared_error", "nearest_neighbor_distance", "median_ci",
            "fraction_better"]
@@ -35,8 +36,9 @@ def _pair(pred, target, names=("pred", "target")):
             raise TypeError(f"{n} must be a torch.Tensor, got {type(t).__name__}")
         if not t.is_floating_point():
             raise TypeError(f"{n} must be a floating-point tensor, got {t.dtype}")
-        if t.ndim < 1 or t.shape[0] == 0:
-            raise ValueError(f"{n} must be a non-empty batch (B, ...), got shape {tuple(t.shape)}")
+        if t.ndim < 2 or t.shape[0] == 0:
+            raise ValueError(f"{n} has shape {tuple(t.shape)}: per-image metrics need a non-empty batch (B, ...) "
+                             f"of images (one value per image); for a single image pass {n}[None]")
     if pred.shape != target.shape:
         raise ValueError(f"{names[0]} and {names[1]} must have the same shape, got "
                          f"{tuple(pred.shape)} and {tuple(target.shape)}")
@@ -90,6 +92,7 @@ def nearest_neighbor_distance(x: torch.Tensor, train: torch.Tensor, chunk_size: 
     distances with :func:`course_lib.softmax.squared_distances`. ``train`` may live on another
     device (each chunk is moved to ``x``'s). Returns ``(dist, index)`` or just ``dist``.
     """
+    chunk_size = int_like(chunk_size)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
     for n, t in (("x", x), ("train", train)):
@@ -124,6 +127,7 @@ def median_ci(values, n_boot: int = 2000, ci: float = 0.95, generator: torch.Gen
         raise ValueError("values contains NaN or inf")
     if not 0 < ci < 1:
         raise ValueError(f"ci must be in (0, 1), got {ci!r}")
+    n_boot = int_like(n_boot)
     if not isinstance(n_boot, int) or n_boot < 1:
         raise ValueError(f"n_boot must be an int >= 1, got {n_boot!r}")
     n = v.numel()

@@ -39,6 +39,8 @@ import math
 
 import torch
 
+from .validate import as_float
+
 __all__ = ["spectrum", "df1", "df2", "diamond", "silverstein_kappa", "marchenko_pastur_kappa",
            "trace_de", "one_point_filter", "one_point_denoiser", "two_point_variance",
            "half_line_quadrature", "sqrt_de_factors", "generation_mean",
@@ -61,9 +63,7 @@ def spectrum(eigenvalues) -> torch.Tensor:
 
 
 def _check_n(n) -> float:
-    if isinstance(n, bool) or not isinstance(n, (int, float)) or not math.isfinite(n) or n <= 0:
-        raise ValueError(f"n (number of training samples) must be a finite number > 0, got {n!r}")
-    return float(n)
+    return as_float(n, "n (number of training samples)", positive=True)
 
 
 def _kappa(kappa, s) -> torch.Tensor:
@@ -100,6 +100,10 @@ def diamond(a, eigenvalues, kappa, kappa2=None, b=None) -> torch.Tensor:
     s = spectrum(eigenvalues)
     a = torch.as_tensor(a, dtype=_F64, device=s.device)
     b = a if b is None else torch.as_tensor(b, dtype=_F64, device=s.device)
+    for nm, t in (("a", a), ("b", b)):
+        if t.ndim == 0 or t.shape[-1] != s.numel():
+            raise ValueError(f"{nm} has {t.shape[-1] if t.ndim else 0} coordinates (shape {tuple(t.shape)}) but the "
+                             f"spectrum has d = {s.numel()}: pass eigen-coordinates of shape (..., {s.numel()})")
     k = _kappa(kappa, s)
     k2 = k if kappa2 is None else _kappa(kappa2, s)
     m = s / ((s + k[..., None]) * (s + k2[..., None]))
@@ -217,6 +221,11 @@ def two_point_variance(v, w, sigma: float, eigenvalues, n, real: bool = True) ->
     sig = float(sigma)
     if not (math.isfinite(sig) and sig > 0):
         raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    for nm, t in (("v", v), ("w", w)):
+        t = torch.as_tensor(t)
+        if t.ndim == 0 or t.shape[-1] != s.numel():
+            raise ValueError(f"{nm} has {t.shape[-1] if t.ndim else 0} coordinates (shape {tuple(t.shape)}) but "
+                             f"eigenvalues has d = {s.numel()}: pass eigen-coordinates of shape (..., {s.numel()})")
     kappa = silverstein_kappa(sig * sig, s, n)
     pre = kappa**2 / (_check_n(n) - df2(kappa, s))
     out = diamond(v, s, kappa) * diamond(w, s, kappa)

@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 
 from .rmt import spectrum
+from .validate import int_like
 
 __all__ = ["power_law_spectrum", "batched_eigh", "sample_spectra", "mc_values", "spectral_apply", "mean_se", "var_se",
            "wiener_generation_map", "disjoint_splits", "pc_stratified_splits", "split_differences",
@@ -27,6 +28,7 @@ _F64 = torch.float64
 
 def power_law_spectrum(d: int, alpha: float = 1.0, normalize: bool = True) -> torch.Tensor:
     """s_k = k^-alpha, k = 1..d (float64), rescaled to mean 1 when ``normalize``."""
+    d = int_like(d)
     if not isinstance(d, int) or d < 1:
         raise ValueError(f"d must be an int >= 1, got {d!r}")
     s = torch.arange(1, d + 1, dtype=_F64) ** (-float(alpha))
@@ -56,8 +58,10 @@ def sample_spectra(eigenvalues, n: int, n_sets: int, generator: torch.Generator,
     sample means mu_hat (B, d) as a third element when ``return_mean``.
     """
     s = spectrum(eigenvalues)
+    n = int_like(n)
     if not isinstance(n, int) or n < (2 if center else 1):
         raise ValueError(f"n must be an int >= {2 if center else 1}, got {n!r}")
+    n_sets = int_like(n_sets)
     if not isinstance(n_sets, int) or n_sets < 1:
         raise ValueError(f"n_sets must be an int >= 1, got {n_sets!r}")
     z = torch.randn(n_sets, n, s.numel(), generator=generator, dtype=_F64).to(s.device)
@@ -152,6 +156,7 @@ def wiener_generation_map(train, x_T, sigma_T: float = 80.0, sigma_0: float = 0.
 
 def disjoint_splits(N: int, n: int, n_splits: int, generator: torch.Generator) -> torch.Tensor:
     """``n_splits`` disjoint random index sets of size n from range(N): (n_splits, n)."""
+    n = int_like(n)
     if not isinstance(n, int) or n < 2 or n * n_splits > N:
         raise ValueError(f"need n >= 2 and n * n_splits <= N; got n={n!r}, n_splits={n_splits}, N={N}")
     return torch.randperm(N, generator=generator)[: n * n_splits].reshape(n_splits, n)
@@ -164,6 +169,7 @@ def pc_stratified_splits(images, k: int, n: int, generator: torch.Generator, U=N
     Returns (idx_low, idx_high)."""
     X = _flat(images, "images")
     N = X.shape[0]
+    n = int_like(n)
     if not isinstance(n, int) or n < 2 or 2 * n > N:
         raise ValueError(f"n must be an int in [2, N/2 = {N // 2}], got {n!r}")
     mu = X.mean(0)
@@ -196,6 +202,7 @@ def subset_filter_diagonal(images, U, n: int, sigma: float, n_sets: int, generat
     ``n_sets`` random subsets of size n of ``images`` (mean-centred, divisor n - 1): (n_sets, r).
     Its average over subsets is what the 1-point deterministic equivalent predicts."""
     X = _flat(images, "images")
+    n = int_like(n)
     if not isinstance(n, int) or not 2 <= n <= X.shape[0]:
         raise ValueError(f"n must be an int in [2, N={X.shape[0]}], got {n!r}")
     if not (math.isfinite(sigma) and sigma > 0):

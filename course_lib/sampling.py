@@ -38,6 +38,7 @@ import torch
 
 from .denoisers.base import check_images
 from .schedules import sigma_to_alpha_bar
+from .validate import LOW_PRECISION, NonFiniteError, as_float, as_int, check_denoiser, check_generator
 
 __all__ = ["SOLVERS", "Trajectory", "sample", "denoiser_evaluations", "check_sigmas"]
 
@@ -100,8 +101,7 @@ def denoiser_evaluations(solver: str, n_steps: int, final_zero: bool = True) -> 
     Euler, DDIM and ancestral: one call per step. Heun and stochastic (EDM Alg. 2): two per step,
     minus one when the last step ends at sigma = 0 (``final_zero``)."""
     _check_solver(solver)
-    if not isinstance(n_steps, int) or n_steps < 1:
-        raise ValueError(f"n_steps must be an int >= 1, got {n_steps!r}")
+    n_steps = as_int(n_steps, "n_steps", 1)
     if solver in ("heun", "stochastic"):
         return 2 * n_steps - (1 if final_zero else 0)
     return n_steps
@@ -133,27 +133,49 @@ def sample(denoiser: Callable, x_T: torch.Tensor, sigmas, solver: str = "heun", 
         default S_churn = 40 gives the maximal churn gamma = sqrt(2) - 1 for grids of up to 96 steps.
     grad : keep autograd on (off by default, so a network denoiser does not build a graph across
         all steps; denoisers that need autograd internally enable it themselves).
+
+    A float16 / bfloat16 ``x_T`` is integrated in float32 (the denoiser sees float32 states) and the
+    result returned in x_T's dtype. A denoiser output with NaN or inf stops the run with a
+    :class:`~course_lib.validate.NonFiniteError` naming the step and sigma (one check per call).
     """
     _check_solver(solver)
+    check_denoiser(denoiser)
+    check_generator(generator)
     x = check_images(x_T, "x_T")
+    if x.dtype in LOW_PRECISION:
+        out = sample(denoiser, x.float(), sigmas, solver, return_trajectory=return_trajectory,
+                     progress=progress, generator=generator, S_churn=S_churn, S_tmin=S_tmin, S_tmax=S_tmax,
+                     S_noise=S_noise, grad=grad)
+        if not return_trajectory:
+            return out.to(x.dtype)
+        return Trajectory(*(None if t is None else t.to(x.dtype) for t in
+                            (out.x, out.denoised, out.sigmas, out.sigmas_hat, out.x_hat)))
     sig = check_sigmas(sigmas)
     if solver == "stochastic":
-        for name, v in (("S_churn", S_churn), ("S_noise", S_noise)):
-            if not (math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be finite and >= 0, got {v!r}")
+        S_churn = as_float(S_churn, "S_churn", nonnegative=True)
+        S_noise = as_float(S_noise, "S_noise", nonnegative=True)
     n = len(sig) - 1
     B, dtype, device = x.shape[0], x.dtype, x.device
+    step = [0]
+    name = getattr(denoiser, "name", None) or type(denoiser).__name__
 
     def D(z, s):
         out = denoiser(z, torch.full((B,), s, dtype=dtype, device=device))
-        if out.shape != z.shape:
-            raise ValueError(f"denoiser returned shape {tuple(out.shape)}, expected {tuple(z.shape)}")
+        if not isinstance(out, torch.Tensor) or out.shape != z.shape:
+            raise ValueError(f"denoiser returned shape {tuple(getattr(out, 'shape', ()))} ({type(out).__name__}), "
+                             f"expected {tuple(z.shape)} like its input (denoiser {name!r})")
+        if not bool(torch.isfinite(out).all()):
+            bad = torch.nonzero(~torch.isfinite(out).reshape(B, -1).all(1)).flatten().tolist()
+            raise NonFiniteError(f"denoiser {name!r} returned NaN or inf at step {step[0]} (sigma={s:.6g}) of "
+                                 f"{n}, for batch items {bad[:10]}; its input there was "
+                                 f"{'finite' if bool(torch.isfinite(z).all()) else 'already non-finite'}")
         return out
 
     def noise_like(z):  # drawn on the generator's device (a CPU generator also serves a GPU run)
         gen_device = generator.device if generator is not None else device
         return torch.randn(z.shape, generator=generator, dtype=dtype, device=gen_device).to(device)
 
+    D.step = step
     with torch.set_grad_enabled(grad):
         return _integrate(D, noise_like, x, sig, solver, return_trajectory, progress,
                           S_churn, S_tmin, S_tmax, S_noise)
@@ -169,6 +191,7 @@ def _integrate(D, noise_like, x, sig, solver, return_trajectory, progress, S_chu
         steps = tqdm(steps, desc=f"{solver} sampling", leave=False)
     gamma_churn = min(S_churn / n, math.sqrt(2) - 1)
     for i in steps:
+        D.step[0] = i
         s, s_next = float(sig[i]), float(sig[i + 1])
         if solver == "stochastic":
             gamma = gamma_churn if S_tmin <= s <= S_tmax else 0.0

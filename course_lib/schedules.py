@@ -15,6 +15,8 @@ import math
 
 import torch
 
+from .validate import as_float, as_int
+
 __all__ = [
     "karras_sigmas", "sigma_to_alpha_bar", "alpha_bar_to_sigma", "ve_to_vp", "vp_to_ve",
     "linear_beta_alpha_bar", "cosine_alpha_bar", "ddim_timesteps", "ddim_sigmas",
@@ -22,8 +24,7 @@ __all__ = [
 
 
 def _positive(name, value):
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return as_float(value, name, positive=True)
 
 
 def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho: float = 7.0,
@@ -35,11 +36,9 @@ def karras_sigmas(n: int, sigma_min: float = 0.002, sigma_max: float = 80.0, rho
     followed by a final 0 when ``append_zero`` (so the result has n+1 entries and a sampler's last
     step lands on the denoised image).
     """
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1, got {n!r}")
-    _positive("sigma_min", sigma_min)
-    _positive("sigma_max", sigma_max)
-    _positive("rho", rho)
+    n = as_int(n, "n", 1)
+    sigma_min, sigma_max = _positive("sigma_min", sigma_min), _positive("sigma_max", sigma_max)
+    rho = _positive("rho", rho)
     if sigma_min > sigma_max:
         raise ValueError(f"sigma_min ({sigma_min}) must be <= sigma_max ({sigma_max})")
     ramp = torch.linspace(0, 1, n, dtype=torch.float64) if n > 1 else torch.zeros(1, dtype=torch.float64)
@@ -70,13 +69,18 @@ def alpha_bar_to_sigma(alpha_bar) -> torch.Tensor:
 def ve_to_vp(x: torch.Tensor, sigma) -> torch.Tensor:
     """x_t = x / sqrt(1 + sigma^2): the VP point carrying the same x0 and noise as the VE point x."""
     s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    if not bool((torch.isfinite(s) & (s >= 0)).all()):
+        raise ValueError(f"sigma must be finite and >= 0, got values in [{s.min().item()!r}, {s.max().item()!r}]")
     s = s.reshape(-1, *([1] * (x.ndim - 1))) if s.ndim == 1 else s
     return x / torch.sqrt(1 + s**2)
 
 
 def vp_to_ve(x_t: torch.Tensor, alpha_bar) -> torch.Tensor:
-    """x = x_t / sqrt(alpha_bar)."""
+    """x = x_t / sqrt(alpha_bar), for alpha_bar in (0, 1]."""
     a = torch.as_tensor(alpha_bar, dtype=x_t.dtype, device=x_t.device)
+    if not bool(((a > 0) & (a <= 1)).all()):
+        raise ValueError(f"alpha_bar must lie in (0, 1] (alpha_bar = 1 / (1 + sigma^2)), got values in "
+                         f"[{a.min().item()!r}, {a.max().item()!r}]")
     a = a.reshape(-1, *([1] * (x_t.ndim - 1))) if a.ndim == 1 else a
     return x_t / torch.sqrt(a)
 
@@ -86,8 +90,7 @@ def linear_beta_alpha_bar(T: int = 1000, beta_start: float = 1e-4, beta_end: flo
 
     Entry ``t-1`` of the result is alpha_bar_t.
     """
-    if not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    T = as_int(T, "T", 1)
     betas = torch.linspace(beta_start, beta_end, T, dtype=torch.float64)
     return torch.cumprod(1 - betas, 0)
 
@@ -97,8 +100,7 @@ def cosine_alpha_bar(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -
     alpha_bar_t = f(t)/f(0), with each beta_t = 1 - alpha_bar_t/alpha_bar_{t-1} clipped at ``max_beta``.
     Entry ``t-1`` is alpha_bar_t, t = 1..T.
     """
-    if not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be an int >= 1, got {T!r}")
+    T = as_int(T, "T", 1)
     t = torch.arange(T + 1, dtype=torch.float64)
     f = torch.cos(((t / T + s) / (1 + s)) * math.pi / 2) ** 2
     betas = (1 - f[1:] / f[:-1]).clamp(max=max_beta)
@@ -114,10 +116,8 @@ def ddim_timesteps(num_steps: int, T: int = 1000, spacing: str = "trailing") -> 
     - ``"leading"``: t = k c (the DDIM paper's code, ``range(0, T, c)``), which starts at
       (num_steps-1) c and never visits the noisiest entries when c > 1.
     """
-    if not isinstance(T, int) or T < 1:
-        raise ValueError(f"T must be an int >= 1, got {T!r}")
-    if not isinstance(num_steps, int) or not 1 <= num_steps <= T:
-        raise ValueError(f"num_steps must be an int in [1, T={T}], got {num_steps!r}")
+    T = as_int(T, "T", 1)
+    num_steps = as_int(num_steps, f"num_steps (T={T})", 1, T)
     c = T // num_steps
     k = torch.arange(num_steps, dtype=torch.long)
     if spacing == "trailing":

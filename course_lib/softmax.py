@@ -81,7 +81,9 @@ class OnlineSoftmax:
         if self.m is None:
             raise RuntimeError("OnlineSoftmax.update was never called (empty training set?)")
         if not bool(torch.isfinite(self.m).all()):
-            raise ValueError("some queries have no finite logit: every item was masked out")
+            raise ValueError("some queries have no finite logit: every item was masked out (e.g. a class with no "
+                             "training image), or every logit -|x - x_i|^2 / (2 sigma^2) overflowed to -inf (sigma "
+                             "too small for the dtype: use a larger sigma or float64 queries)")
 
     def mean(self) -> torch.Tensor:
         """sum_i softmax_i(l) v_i, shape (..., d)."""

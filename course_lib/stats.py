@@ -20,11 +20,14 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from .validate import as_int
 
 _CACHE_VERSION = "stats-v1"
 ENV_CACHE_DIR = "COURSE_CACHE_DIR"
@@ -76,6 +79,8 @@ def _check_images(images, name="images") -> torch.Tensor:
         raise ValueError(f"{name} must have shape (N, C, H, W) or (N, d), got {tuple(images.shape)}")
     if not images.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got dtype {images.dtype}")
+    if images.shape[0] == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(images.shape)}): statistics need at least 2 images")
     return images
 
 
@@ -116,20 +121,36 @@ def _cached(key_parts: dict, label: str | None, cache: bool, cache_dir_, compute
     h = hashlib.blake2b(repr(sorted(key_parts.items())).encode(), digest_size=16).hexdigest()
     path = cache_dir(cache_dir_) / (f"{label}-{h}.pt" if label else f"stats-{h}.pt")
     if path.is_file():
-        d = torch.load(path, weights_only=True, map_location=device)
-        return Stats(d["mean"], d["Sigma"], d["lam"], d["U"], tuple(d["shape"]), int(d["n"]))
+        try:
+            d = torch.load(path, weights_only=True, map_location=device)
+            return Stats(d["mean"], d["Sigma"], d["lam"], d["U"], tuple(d["shape"]), int(d["n"]))
+        except Exception as e:  # truncated / corrupt / foreign: discard it and recompute
+            warnings.warn(f"stats cache file {path} is corrupt ({type(e).__name__}: {e}); discarding it and "
+                          f"recomputing", stacklevel=3)
+            path.unlink(missing_ok=True)
     stats = compute()
+    atomic_torch_save({"mean": stats.mean.cpu(), "Sigma": stats.Sigma.cpu(), "lam": stats.lam.cpu(),
+                       "U": stats.U.cpu(), "shape": list(stats.shape), "n": stats.n}, path)
+    return stats
+
+
+def atomic_torch_save(obj, path: Path) -> bool:
+    """``torch.save`` to a temporary file in the same folder, then ``os.replace``: an interrupted write
+    (error, Ctrl-C) never leaves a partial ``path`` nor a stray temporary file. False if not writable."""
+    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".tmp", delete=False) as f:
             tmp = f.name
-        torch.save({"mean": stats.mean.cpu(), "Sigma": stats.Sigma.cpu(), "lam": stats.lam.cpu(),
-                    "U": stats.U.cpu(), "shape": list(stats.shape), "n": stats.n}, tmp)
+        torch.save(obj, tmp)
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
+        return True
     except OSError:
-        pass  # a read-only cache directory only costs recomputation
-    return stats
+        return False  # a read-only cache directory only costs recomputation
+    finally:
+        if tmp is not None and os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def stats_cache_key(images: torch.Tensor, **params) -> dict:
@@ -147,8 +168,7 @@ def dataset_stats(images: torch.Tensor, *, chunk_size: int = 4096, dtype=torch.f
     Returns a :class:`Stats` on the images' device in ``dtype``.
     """
     images = _check_images(images)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    chunk_size = as_int(chunk_size, "chunk_size (images per chunk)", 1)
     shape = tuple(images.shape[1:])
     d = images[0].numel()
     params = dict(kind="dataset", dtype=str(dtype), correction=int(correction),
@@ -202,6 +222,7 @@ def patch_stats(images: torch.Tensor, patch_size: int, padding: str = "circular"
     """:func:`dataset_stats` of all patches (see :func:`extract_patches`), streamed over chunks
     of ``chunk_size`` images; ``shape`` is (C, P, P) and ``n`` the number of patches."""
     images = _check_images(images)
+    chunk_size = as_int(chunk_size, "chunk_size (images per chunk)", 1)
     extract_patches(images[:1], patch_size, padding, stride)  # validate arguments early
     C, P = images.shape[1], int(patch_size)
     params = dict(kind="patch", patch_size=P, padding=padding, stride=int(stride),
@@ -220,4 +241,4 @@ def patch_stats(images: torch.Tensor, patch_size: int, padding: str = "circular"
 
 
 __all__ = ["Stats", "dataset_stats", "patch_stats", "extract_patches", "tensor_hash",
-           "stats_cache_key", "cache_dir", "PADDINGS"]
+           "stats_cache_key", "cache_dir", "PADDINGS", "atomic_torch_save"]

@@ -138,7 +138,7 @@ def train(name: str, steps: int | None = None, device: str = "cpu", out: Path | 
     state_path = Path(state_dir or STATE_DIR) / f"{name}.state.pt"
     step, losses = 0, []
     if state_path.exists():  # resume
-        st = torch.load(state_path, map_location=dev, weights_only=False)
+        st = torch.load(state_path, map_location=dev, weights_only=True)  # tensors and plain data only
         if st["cfg"]["content_hash"] != cfg["content_hash"]:
             raise RuntimeError(f"{state_path} was trained on different images; delete it to restart")
         net.load_state_dict(st["net"]); ema.load_state_dict(st["ema"]); opt.load_state_dict(st["opt"])

@@ -30,6 +30,7 @@ import torch
 
 from .denoisers.base import FunctionDenoiser, sigma_batch, sigma_view
 from .softmax import OnlineSoftmax, squared_distances
+from .validate import int_like
 
 __all__ = [
     "gaussian_denoiser_1d", "gaussian_score_1d", "gmm_1d_log_density", "gmm_1d_posterior_mean",
@@ -119,6 +120,7 @@ def gmm_1d_posterior_mean(x: torch.Tensor, sigma, weights, means, variances) -> 
 def gmm_1d_sample(n: int, weights, means, variances, generator: torch.Generator | None = None,
                   dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """n i.i.d. draws from the 1-D mixture sum_k pi_k N(m_k, v_k), shape (n,)."""
+    n = int_like(n)
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1, got {n!r}")
     w, m, v = _gmm_params(weights, means, variances, torch.empty(0, dtype=dtype))
@@ -193,6 +195,7 @@ def posterior_mean_monte_carlo(x: torch.Tensor, sigma, x0_samples: torch.Tensor,
     if x.ndim < 2 or x0_samples.shape[1:] != x.shape[1:] or x0_samples.shape[0] == 0:
         raise ValueError(f"x must be (B, ...) and x0_samples (N, ...) with the same trailing shape; got "
                          f"{tuple(x.shape)} and {tuple(x0_samples.shape)}")
+    chunk_size = int_like(chunk_size)
     if not isinstance(chunk_size, int) or chunk_size < 1:
         raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
     s = sigma_batch(sigma, x)

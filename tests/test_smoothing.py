@@ -67,8 +67,8 @@ def test_closed_form_smoothing_s0_is_ideal_and_is_deterministic():
     C = ClosedFormSmoothedDenoiser(Y, 0.4, n_samples=8, seed=3)
     assert torch.equal(C(x, 0.3), C(x, 0.3))
     z = C.perturbations(x)
-    assert z.shape == (8, *x.shape)
-    torch.testing.assert_close(z.mean(0), torch.zeros_like(x), atol=1e-15, rtol=0)  # antithetic
+    assert z.shape == (8, 1, *x.shape[1:])  # the same draws for every query (no batch dependence)
+    torch.testing.assert_close(z.mean(0), torch.zeros_like(x[:1]), atol=1e-15, rtol=0)  # antithetic
 
 
 def test_closed_form_smoothed_score_is_the_average_ideal_score():
@@ -100,7 +100,7 @@ def test_closed_form_smoothing_matches_quadrature_for_two_points():
     p = (torch.sigmoid(t.unsqueeze(-1) + s * gvec.norm() * nodes) * wts).sum(-1)
     ref = a + p.unsqueeze(-1) * (b - a)
     # Monte Carlo standard error of the antithetic estimator
-    z = C.perturbations(x.reshape(2, 1, 1, 3)).reshape(M, 2, 3)
+    z = C.perturbations(x.reshape(2, 1, 1, 3)).reshape(M, 1, 3)  # shared by both queries
     Dz = IdealDenoiser(Y)(
         (x.unsqueeze(0) + s * z).reshape(M * 2, 1, 1, 3), sigma).reshape(M, 2, 3)
     pairs = 0.5 * (Dz[: M // 2] + Dz[M // 2:])

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..validate import CorruptFileError, corrupt_file_error
+
 ENV_DATA_DIR = "COURSE_DATA_DIR"
 ENV_DOWNLOAD = "COURSE_DOWNLOAD"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -87,16 +89,36 @@ def not_found(name: str, split: str, root: Path, wanted: list[str], urls: list[s
 def read_idx(path: Path) -> np.ndarray:
     """Read an MNIST-format idx file (optionally gzipped): magic, dims (big-endian), uint8 data."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as f:
-        raw = f.read()
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise ValueError(f"{path} is not an unsigned-byte idx file (magic {raw[:4].hex()})")
-    ndim = raw[3]
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise ValueError(f"{path}: header says {tuple(dims)} but holds {data.size} bytes")
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+        if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+            raise ValueError(f"not an unsigned-byte idx file (magic {raw[:4].hex()})")
+        ndim = raw[3]
+        dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(np.int64)
+        data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+        if data.size != int(np.prod(dims)):
+            raise ValueError(f"header says {tuple(dims)} but holds {data.size} bytes")
+    except (OSError, EOFError, ValueError) as e:  # gzip.BadGzipFile is an OSError
+        raise corrupt_file_error(path, e, FIX_DATA_FILE) from None
     return data.reshape(tuple(dims)).copy()
+
+
+FIX_DATA_FILE = ("delete it and copy it again from the course's shared data folder (see data/README.md), or "
+                 "fetch the official file with download=True")
+
+
+def load_npz(path: Path, keys) -> dict:
+    """The arrays ``keys`` of an ``.npz`` file; a corrupt, truncated or incomplete file raises a
+    :class:`~course_lib.validate.CorruptFileError` naming it and the fix."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in keys if k not in z.files]
+            if missing:
+                raise KeyError(f"missing arrays {missing} (it has {z.files})")
+            return {k: z[k] for k in keys}
+    except Exception as e:  # zipfile.BadZipFile, zlib.error, EOFError, OSError, a missing key
+        raise corrupt_file_error(path, e, FIX_DATA_FILE) from None
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
@@ -107,8 +129,21 @@ def write_idx(path: Path, array: np.ndarray) -> None:
         f.write(header + array.tobytes())
 
 
-def uint8_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N,H,W) or (N,H,W,C) -> float32 (N,C,H,W) in [-1, 1] via ``x / 127.5 - 1``."""
+def uint8_to_tensor(images: np.ndarray, source=None) -> torch.Tensor:
+    """uint8 (N,H,W) or (N,H,W,C) -> float32 (N,C,H,W) in [-1, 1] via ``x / 127.5 - 1``.
+
+    Integer pixels in 0..255 of another integer dtype are accepted; floating-point pixels are rejected
+    (their scale, [0, 1] or [0, 255], is ambiguous), naming ``source`` (the file they came from)."""
+    images = np.asarray(images)
+    where = f" in {source}" if source else ""
+    if images.dtype != np.uint8:
+        if not np.issubdtype(images.dtype, np.integer):
+            raise CorruptFileError(f"images{where} have dtype {images.dtype}; expected uint8 pixel values 0..255. "
+                                   f"Convert the file: np.round(x * 255).astype(np.uint8) for pixels in [0, 1]")
+        if images.size and (images.min() < 0 or images.max() > 255):
+            raise CorruptFileError(f"images{where} ({images.dtype}) have values in [{images.min()}, {images.max()}]; "
+                                   f"expected uint8 pixel values 0..255")
+        images = images.astype(np.uint8)
     x = torch.from_numpy(np.ascontiguousarray(images))
     if x.ndim == 3:
         x = x[:, None]

@@ -33,8 +33,9 @@ from pathlib import Path
 import numpy as np
 
 from . import remote
-from ._common import (DatasetNotFoundError, check_n, check_split, find_file, not_found,
-                      original_prefix_length, read_idx)
+from ..validate import corrupt_file_error
+from ._common import (FIX_DATA_FILE, DatasetNotFoundError, check_n, check_split, find_file, load_npz,
+                      not_found, original_prefix_length, read_idx)
 
 SPLITS = {
     "mnist": ("train", "train_5k", "test"),
@@ -103,8 +104,7 @@ def _mnist_from_subset(split, n, root, urls):
     if path is None:
         raise not_found("mnist", split, root, ["train-images-idx3-ubyte.gz",
                                                "mnist_train_5k.npz"], urls)
-    with np.load(path) as z:
-        sub = {k: z[k] for k in ("images", "labels", "train_indices")}
+    sub = load_npz(path, ("images", "labels", "train_indices"))
     order = np.argsort(sub["train_indices"], kind="stable")
     images, labels, idx = sub["images"][order], sub["labels"][order], sub["train_indices"][order]
     if split == "train":
@@ -139,8 +139,8 @@ def load_fashion_mnist(split, n, root: Path, download: bool, progress: bool = Fa
             images, labels = images[:10000], labels[:10000]
         out = _prefix(images, labels, n, pair, name, split, len(images))
     elif npz is not None:
-        with np.load(npz) as z:
-            images, labels = z["images"], z["labels"]
+        z = load_npz(npz, ("images", "labels"))
+        images, labels = z["images"], z["labels"]
         hint = (f"The offline file {npz} holds the first {len(images)} images; use "
                 f"download=True (from {remote.FASHION_URL}) for all 60000")
         total = len(images)
@@ -180,7 +180,10 @@ def _cifar_full(root: Path, download: bool, progress: bool):
         return out
 
     names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    d = batches(names)
+    try:
+        d = batches(names)
+    except Exception as e:  # truncated tarball, corrupt pickle, missing member
+        raise corrupt_file_error(extracted if extracted is not None else tar, e, FIX_DATA_FILE) from None
 
     def stack(keys):
         x = np.concatenate([d[k][b"data"] for k in keys]).reshape(-1, 3, 32, 32)
@@ -202,8 +205,8 @@ def load_cifar10(split, n, root: Path, download: bool, progress: bool = False):
             raise not_found(name, split, root, ["cifar10_test_5k_jpeg.npz"], None,
                             "This lossy JPEG subset is not downloadable; use split='test' "
                             "with download=True for the lossless official test set")
-        with np.load(path) as z:
-            images, labels, rank = z["images"], z["labels"], z["class_index"]
+        z = load_npz(path, ("images", "labels", "class_index"))
+        images, labels, rank = z["images"], z["labels"], z["class_index"]
         order = np.lexsort((labels, rank))
         n = check_n(n, len(images), name, split)
         out = _raw(images[order][:n], labels[order][:n], None, [path],
@@ -214,8 +217,8 @@ def load_cifar10(split, n, root: Path, download: bool, progress: bool = False):
     # test / test_first100 served losslessly from the first-100 file when it suffices
     if split in ("test", "test_first100") and first100 is not None and (
             split == "test_first100" or (n is not None and n <= 100)):
-        with np.load(first100) as z:
-            images, labels = z["images"], z["labels"]
+        z = load_npz(first100, ("images", "labels"))
+        images, labels = z["images"], z["labels"]
         out = _prefix(images, labels, n, [first100], name, split, 100)
         out["label_names"] = CIFAR10_CLASSES
         return out
@@ -239,9 +242,8 @@ def load_faces(split, n, root: Path, download: bool, progress: bool = False):
     check_split(name, split, SPLITS[name])
     path = find_file(root, name, "olivetti_faces_64x64.npz")
     if path is not None:
-        with np.load(path) as z:
-            images, labels = z["images"], z["labels"]
-        return _prefix(images, labels, n, [path], name, split, len(images))
+        z = load_npz(path, ("images", "labels"))
+        return _prefix(z["images"], z["labels"], n, [path], name, split, len(z["images"]))
     mat = find_file(root, name, "olivettifaces.mat")
     if mat is None and download:
         mat = remote.fetch(name, "olivettifaces.mat", root, progress)
@@ -249,7 +251,10 @@ def load_faces(split, n, root: Path, download: bool, progress: bool = False):
         raise not_found(name, split, root, ["olivetti_faces_64x64.npz", "olivettifaces.mat"],
                         remote.urls(name))
     from scipy.io import loadmat
-    faces = np.asarray(loadmat(mat)["faces"])
+    try:
+        faces = np.asarray(loadmat(mat)["faces"])
+    except Exception as e:
+        raise corrupt_file_error(mat, e, FIX_DATA_FILE) from None
     if faces.min() < 0 or faces.max() > 255 or not np.all(faces == np.round(faces)):
         raise ValueError(f"{mat}: expected integer pixel values in 0..255")
     images = faces.T.reshape(400, 64, 64).transpose(0, 2, 1).astype(np.uint8)

@@ -63,10 +63,34 @@ def fetch(name: str, filename: str, root: Path, progress: bool = False) -> Path:
 
     url, known_hash = REMOTE[name][filename]
     target = root / "downloads" / name
+    created = [d for d in (root, root / "downloads", target) if not d.exists()]
     target.mkdir(parents=True, exist_ok=True)
-    path = pooch.retrieve(url=url, known_hash=known_hash, fname=filename, path=str(target),
-                          progressbar=progress)
+    try:
+        path = pooch.retrieve(url=url, known_hash=known_hash, fname=filename, path=str(target),
+                              progressbar=progress)
+    except ValueError:  # checksum mismatch (pooch removes the file)
+        _remove_empty(created)
+        raise
+    except OSError as e:  # no network, DNS failure, HTTP error, timeout (requests' errors are OSErrors)
+        _remove_empty(created)
+        raise ConnectionError(
+            f"could not download {filename!r} of dataset {name!r} from {url} into {target}: "
+            f"{type(e).__name__}: {e}. Offline, copy the dataset's files into {root / name} (or {target}) by "
+            f"hand, or set COURSE_DATA_DIR to a folder that holds '{name}/' (e.g. the course's shared data), "
+            f"and call without download=True / COURSE_DOWNLOAD=1") from None
+    except BaseException:
+        _remove_empty(created)
+        raise
     return Path(path)
+
+
+def _remove_empty(folders) -> None:
+    """Remove the folders this download created (deepest first) if they are still empty."""
+    for d in reversed(folders):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def build_mnist_train_5k(images: np.ndarray, labels: np.ndarray, per_class: int = 500) -> dict:

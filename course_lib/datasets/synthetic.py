@@ -76,14 +76,41 @@ def gaussian_field(n: int, size: int = 32, exponent: float = 2.0, std: float = 1
     check_split("gaussian_field", split, ("train", "test"))
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative int, got {seed!r}")
-    n = check_n(n, 10 ** 9, "gaussian_field", split)
+    n = check_n(n, 10 ** 12, "gaussian_field", split)
     P = gaussian_field_spectrum(size, exponent, std)
+    check_memory(n * P.numel() * 4, f"gaussian_field(n={n}, size={P.shape[0]})")
     gen = torch.Generator().manual_seed(2 * int(seed) + (split == "test"))
-    out = []
-    for _ in range(math.ceil(n / _BLOCK)):
+    out = torch.empty(n, 1, P.shape[0], P.shape[1])  # filled block by block: peak memory = result + 1 block
+    for b in range(math.ceil(n / _BLOCK)):
         w = torch.randn(_BLOCK, P.shape[0], P.shape[1], generator=gen, dtype=torch.float64)
-        out.append(torch.fft.ifft2(P.sqrt() * torch.fft.fft2(w)).real.to(torch.float32))
-    return torch.cat(out)[:n, None].contiguous()
+        block = torch.fft.ifft2(P.sqrt() * torch.fft.fft2(w)).real.to(torch.float32)
+        out[b * _BLOCK:(b + 1) * _BLOCK, 0] = block[:n - b * _BLOCK]
+    return out
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process (Linux ``MemAvailable``; None where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(nbytes: int, what: str, fraction: float = 0.5) -> None:
+    """Raise ``MemoryError`` (before allocating) when ``nbytes`` exceeds ``fraction`` of the available memory."""
+    avail = available_memory()
+    if avail is not None and nbytes > fraction * avail:
+        raise MemoryError(f"{what} needs {nbytes / 2**30:.3g} GiB, more than {fraction:.0%} of the "
+                          f"{avail / 2**30:.3g} GiB of memory available: ask for a smaller n (draw the fields "
+                          f"in several calls with different seeds) or a smaller size")
 
 
 def two_tone(size: int = 32, channels: int = 1) -> torch.Tensor:

@@ -5,7 +5,7 @@ Imports are lazy: ``course_lib.denoisers.IdealDenoiser`` loads only its own modu
 import importlib
 
 from .base import (  # noqa: F401
-    Denoiser, EpsPredictionDenoiser, FunctionDenoiser, check_images, eps_from_denoiser,
+    Denoiser, EpsPredictionDenoiser, FunctionDenoiser, check_images, check_query, eps_from_denoiser,
     score_from_denoiser, sigma_batch, sigma_view,
 )
 

@@ -7,8 +7,9 @@ A denoiser is a callable ``D(x, sigma) -> x0_hat`` in the EDM variance-exploding
     score(x, sigma) = grad log p_sigma(x) = (D(x, sigma) - x) / sigma^2,
     eps(x, sigma)   = (x - D(x, sigma)) / sigma.
 
-Subclasses implement :meth:`Denoiser.denoise`, which receives an already validated ``x`` and a
-(B,) ``sigma`` tensor of ``x``'s dtype and device.
+Subclasses implement :meth:`Denoiser.denoise`, which receives an already validated ``x`` (finite,
+float32 or float64: a float16 / bfloat16 query is computed in float32 and the result cast back) and a
+(B,) ``sigma`` tensor of ``x``'s dtype and device (finite, > 0, with sigma^2 not underflowing).
 """
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from typing import Callable
 
 import torch
 
+from ..validate import LOW_PRECISION, check_finite
+
 __all__ = [
-    "Denoiser", "FunctionDenoiser", "EpsPredictionDenoiser", "check_images", "sigma_batch",
+    "Denoiser", "FunctionDenoiser", "EpsPredictionDenoiser", "check_images", "check_query", "sigma_batch",
     "sigma_view", "score_from_denoiser", "eps_from_denoiser",
 ]
 
@@ -29,10 +32,19 @@ def check_images(x, name: str = "x", ndim: int = 4) -> torch.Tensor:
     if x.ndim != ndim:
         raise ValueError(f"{name} must have {ndim} dimensions (B, C, H, W), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor (float32 or float64), got {x.dtype}")
+        raise TypeError(f"{name} must be a floating-point tensor (float32 or float64; float16 and bfloat16 are "
+                        f"computed in float32 and returned in their dtype), got {x.dtype}: convert with "
+                        f"{name}.float()")
     if x.shape[0] == 0:
         raise ValueError(f"{name} is an empty batch (shape {tuple(x.shape)})")
     return x
+
+
+def check_query(x, name: str = "x") -> torch.Tensor:
+    """:func:`check_images` plus finiteness, upcast to float32 when half precision (for the machines'
+    diagnostic methods, which return float32 results for float16 / bfloat16 queries)."""
+    x = check_finite(check_images(x, name), name)
+    return x.float() if x.dtype in LOW_PRECISION else x
 
 
 def sigma_batch(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
@@ -48,6 +60,9 @@ def sigma_batch(sigma, x: torch.Tensor, name: str = "sigma") -> torch.Tensor:
         raise ValueError(f"{name} must be a float or a tensor of shape ({B},) to match x, got shape {tuple(s.shape)}")
     if not bool(torch.isfinite(s).all()) or not bool((s > 0).all()):
         raise ValueError(f"{name} must be finite and > 0, got {s.min().item()!r} .. {s.max().item()!r}")
+    if bool((s * s < torch.finfo(s.dtype).tiny).any()):
+        raise ValueError(f"{name} = {s.min().item():.3g} is so small that {name}^2 underflows in {s.dtype}: use "
+                         f"{name} >= {torch.finfo(s.dtype).tiny ** 0.5:.3g}, or float64 queries")
     return s
 
 
@@ -61,6 +76,9 @@ class Denoiser:
 
     def __call__(self, x: torch.Tensor, sigma) -> torch.Tensor:
         x = check_images(x)
+        if x.dtype in LOW_PRECISION:  # float16 / bfloat16: computed in float32, returned in x's dtype
+            return self(x.float(), sigma).to(x.dtype)
+        check_finite(x, "x", f"(the query batch of {type(self).__name__})")
         return self.denoise(x, sigma_batch(sigma, x))
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:  # pragma: no cover
@@ -78,6 +96,8 @@ class Denoiser:
 def score_from_denoiser(denoiser: Callable, x: torch.Tensor, sigma) -> torch.Tensor:
     """score(x, sigma) = (D(x, sigma) - x) / sigma^2 for any denoiser callable."""
     x = check_images(x)
+    if x.dtype in LOW_PRECISION:
+        return score_from_denoiser(denoiser, x.float(), sigma).to(x.dtype)
     sb = sigma_batch(sigma, x)  # plain callables get the validated (B,) tensor, like Denoiser.denoise
     s = sigma_view(sb, x)
     return (denoiser(x, sb) - x) / s**2
@@ -86,6 +106,8 @@ def score_from_denoiser(denoiser: Callable, x: torch.Tensor, sigma) -> torch.Ten
 def eps_from_denoiser(denoiser: Callable, x: torch.Tensor, sigma) -> torch.Tensor:
     """eps_hat(x, sigma) = (x - D(x, sigma)) / sigma for any denoiser callable."""
     x = check_images(x)
+    if x.dtype in LOW_PRECISION:
+        return eps_from_denoiser(denoiser, x.float(), sigma).to(x.dtype)
     sb = sigma_batch(sigma, x)
     s = sigma_view(sb, x)
     return (x - denoiser(x, sb)) / s

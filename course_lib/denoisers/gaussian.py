@@ -29,7 +29,8 @@ import math
 
 import torch
 
-from .base import Denoiser, check_images, sigma_batch, sigma_view
+from ..validate import as_int, check_finite
+from .base import Denoiser, check_images, check_query, sigma_batch, sigma_view
 
 __all__ = ["GaussianDenoiser", "GaussianMixtureDenoiser", "kmeans"]
 
@@ -37,9 +38,14 @@ __all__ = ["GaussianDenoiser", "GaussianMixtureDenoiser", "kmeans"]
 def _check_rank(rank, d):
     if rank is None:
         return d
-    if not isinstance(rank, int) or not 1 <= rank <= d:
-        raise ValueError(f"rank must be None or an int in [1, d={d}], got {rank!r}")
-    return rank
+    return as_int(rank, "rank (None keeps all)", 1, d)
+
+
+def _check_layout(x: torch.Tensor, shape: tuple, machine: str) -> None:
+    if tuple(x.shape[1:]) != shape:
+        raise ValueError(f"x must have image shape {shape} (the {machine}'s model), got batch shape "
+                         f"{tuple(x.shape)}: reshape it to (B, {', '.join(map(str, shape))}); a flat (B, d) "
+                         f"or (B, d, 1, 1) layout would give a wrong answer")
 
 
 def _flat(images: torch.Tensor, name="train_images") -> torch.Tensor:
@@ -84,7 +90,7 @@ class GaussianDenoiser(Denoiser):
         (chunked, float64, cached; ``stats_kwargs`` are passed on, e.g. ``correction=0``)."""
         from ..stats import dataset_stats
 
-        check_images(train_images, "train_images")
+        check_finite(check_images(train_images, "train_images"), "train_images")
         st = dataset_stats(train_images, **stats_kwargs)
         return cls(st.mean, st.lam, st.U, st.shape, rank)
 
@@ -101,6 +107,7 @@ class GaussianDenoiser(Denoiser):
 
     def _params(self, x):
         """(mu, lam, U) on x's device and dtype, converted once per (device, dtype) and cached."""
+        _check_layout(x, self.shape, "GaussianDenoiser")
         key = (x.device, x.dtype)
         cache = self.__dict__.setdefault("_cast", {})
         if key not in cache:
@@ -162,8 +169,7 @@ def kmeans(X: torch.Tensor, k: int, iters: int = 50, generator: torch.Generator 
     if X.ndim != 2:
         raise ValueError(f"X must have shape (N, d), got {tuple(X.shape)}")
     N = X.shape[0]
-    if not isinstance(k, int) or not 1 <= k <= N:
-        raise ValueError(f"k must be an int in [1, N={N}], got {k!r}")
+    k = as_int(k, f"k (number of clusters, N={N} points)", 1, N)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
 
     def assign(C):
@@ -245,6 +251,7 @@ class GaussianMixtureDenoiser(Denoiser):
         from ..stats import dataset_stats
 
         X = _flat(train_images)
+        check_finite(train_images, "train_images")
         labels = torch.as_tensor(labels).to(train_images.device)
         if labels.shape != (X.shape[0],):
             raise ValueError(f"labels must have shape ({X.shape[0]},), got {tuple(labels.shape)}")
@@ -275,10 +282,11 @@ class GaussianMixtureDenoiser(Denoiser):
 
     def responsibilities(self, x: torch.Tensor, sigma) -> torch.Tensor:
         """w_j(x) = softmax_j(log pi_j + log N(x; mu_j, Sigma_j + sigma^2 I)), shape (B, K)."""
-        x = check_images(x)
+        x = check_query(x)
         return self._posterior(x, sigma_batch(sigma, x))[0]
 
     def _posterior(self, x, sigma):
+        _check_layout(x, self.shape, "GaussianMixtureDenoiser")
         mu, lam, U = (t.to(x.device, x.dtype) for t in (self.means, self.lams, self.Us))
         B, d = x.shape[0], mu.shape[1]
         y = x.reshape(B, 1, d) - mu[None]                       # (B, K, d)

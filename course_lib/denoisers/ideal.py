@@ -28,7 +28,8 @@ import math
 import torch
 
 from ..softmax import OnlineSoftmax, squared_distances
-from .base import Denoiser, check_images, sigma_batch, sigma_view
+from ..validate import as_int, check_finite, check_float_dtype
+from .base import Denoiser, check_images, check_query, sigma_batch, sigma_view
 
 __all__ = ["IdealDenoiser", "ClassConditionalDenoiser", "underflow_gap"]
 
@@ -42,9 +43,7 @@ def underflow_gap(dtype: torch.dtype) -> float:
 def _check_chunk_size(chunk_size):
     if chunk_size is None:
         return None
-    if not isinstance(chunk_size, int) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise ValueError(f"chunk_size must be an int >= 1 or None (automatic), got {chunk_size!r}")
-    return chunk_size
+    return as_int(chunk_size, "chunk_size (training images per chunk, or None for automatic)", 1)
 
 
 # automatic chunks: 1024 images on a CPU (cache-sized; measured fastest there), and on a GPU as many
@@ -78,9 +77,10 @@ class IdealDenoiser(Denoiser):
     def __init__(self, train_images: torch.Tensor, chunk_size: int | None = None, labels=None,
                  topk: int | None = None, dtype: torch.dtype | None = None):
         check_images(train_images, "train_images")
+        check_finite(train_images, "train_images")
         self.shape = tuple(train_images.shape[1:])
         Y = train_images.reshape(train_images.shape[0], -1)
-        if dtype is not None:
+        if check_float_dtype(dtype) is not None:
             Y = Y.to(dtype)
         self.Y = Y.contiguous()
         self.Y_sq = (self.Y * self.Y).sum(-1)
@@ -93,8 +93,8 @@ class IdealDenoiser(Denoiser):
                                  f"{tuple(labels.shape)} {labels.dtype}")
         self.labels = labels
         self._label_set = None if labels is None else set(labels.unique().tolist())
-        if topk is not None and (not isinstance(topk, int) or not 1 <= topk <= self.N):
-            raise ValueError(f"topk must be an int in [1, N={self.N}] or None, got {topk!r}")
+        if topk is not None:
+            topk = as_int(topk, f"topk (N={self.N} training images)", 1, self.N)
         self.topk = topk
         self._cache = {}
 
@@ -186,7 +186,7 @@ class IdealDenoiser(Denoiser):
     # ------------------------------------------------------------------ posterior summaries
     def log_density(self, x: torch.Tensor, sigma, y=None) -> torch.Tensor:
         """log p_sigma(x) = logsumexp_i(-|x - x_i|^2 / (2 sigma^2)) - log N - d/2 log(2 pi sigma^2)."""
-        x = check_images(x)
+        x = check_query(x)
         s = sigma_batch(sigma, x)
         y = self._class_mask(y, x.shape[0], x.device)
         lse = self.stream(x, s, y=y, values=False).logsumexp()
@@ -200,7 +200,7 @@ class IdealDenoiser(Denoiser):
         ``entropy`` H = -sum w log w (nats), ``n_eff`` = exp(H) (effective number of images),
         ``max_weight`` = max_i w_i, ``argmax`` = index of the most likely training image.
         """
-        x = check_images(x)
+        x = check_query(x)
         s = sigma_batch(sigma, x)
         y = self._class_mask(y, x.shape[0], x.device)
         osm = self.stream(x, s, y=y, values=False, track_entropy=True)
@@ -210,7 +210,7 @@ class IdealDenoiser(Denoiser):
 
     def posterior_weights(self, x: torch.Tensor, sigma, y=None) -> torch.Tensor:
         """All N posterior weights w_i(x), shape (B, N) (memory B*N: for diagnostics and small N)."""
-        x = check_images(x)
+        x = check_query(x)
         s = sigma_batch(sigma, x)
         y = self._class_mask(y, x.shape[0], x.device)
         q = self._flat(x)
@@ -223,9 +223,8 @@ class IdealDenoiser(Denoiser):
     def nearest(self, x: torch.Tensor, k: int = 1):
         """The k nearest training images of each query: (squared distances (B, k), indices (B, k)),
         ascending, streamed over chunks (memory O(B * (k + chunk_size)))."""
-        x = check_images(x)
-        if not isinstance(k, int) or not 1 <= k <= self.N:
-            raise ValueError(f"k must be an int in [1, N={self.N}], got {k!r}")
+        x = check_query(x)
+        k = as_int(k, f"k (N={self.N} training images)", 1, self.N)
         q = self._flat(x)
         Y, Y_sq = self._train(q)
         best_d = best_i = None
@@ -258,7 +257,7 @@ class IdealDenoiser(Denoiser):
     def topk_error(self, x: torch.Tensor, sigma, k: int) -> dict:
         """Measured error of the top-k approximation against the exact streaming result, per query:
         ``abs`` = |D_k - D|, ``rel`` = |D_k - D| / |D|, ``dropped_mass`` = 1 - sum_{top-k} w_i."""
-        x = check_images(x)
+        x = check_query(x)
         s = sigma_batch(sigma, x)
         exact = self.stream(x, s).mean()
         approx = self.topk_denoise(x, s, k).reshape(x.shape[0], -1)

@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from ..patches import (boundary_groups, check_boundary, check_patch_size, describe_patch_size,
                        extract_patches, pad_images, patch_size_groups)
 from ..softmax import OnlineSoftmax
-from .base import Denoiser, check_images
+from ..validate import as_int, check_finite
+from .base import Denoiser, check_images, check_query
 from .ideal import underflow_gap
 
 __all__ = ["LocalDenoiser", "EquivariantLocalDenoiser", "EquivariantDenoiser"]
@@ -54,14 +55,11 @@ class _TrainingSet:
     """Training images kept once, cast to a query's dtype/device on demand (cached)."""
 
     def __init__(self, train_images: torch.Tensor, chunk_size):
-        check_images(train_images, "train_images")
+        check_finite(check_images(train_images, "train_images"), "train_images")
         self.Y = train_images.contiguous()
         self.N, self.C, self.H, self.W = self.Y.shape
-        if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)
-                                       or chunk_size < 1):
-            raise ValueError(f"chunk_size must be an int >= 1 (training images per chunk) or None, "
-                             f"got {chunk_size!r}")
-        self.chunk_size = chunk_size
+        self.chunk_size = None if chunk_size is None else as_int(
+            chunk_size, "chunk_size (training images per chunk, or None)", 1)
         self._cache = {}
 
     def check_query(self, x: torch.Tensor):
@@ -119,7 +117,7 @@ class _PatchMachine(Denoiser):
         ``centre`` (B, C, H, W), the centre pixel of that patch. ``patch_size`` defaults to the
         machine's (it must be an int then).
         """
-        x = check_images(x)
+        x = check_query(x)
         self.train.check_query(x)
         P = patch_size if patch_size is not None else self.patch_size
         if callable(P):

@@ -31,16 +31,15 @@ from __future__ import annotations
 
 import torch
 
-from .base import Denoiser, check_images, sigma_batch, sigma_view
+from ..validate import as_float, as_int
+from .base import Denoiser, check_query, sigma_batch, sigma_view
 from .ideal import IdealDenoiser
 
 __all__ = ["KernelSmoothedDenoiser", "ClosedFormSmoothedDenoiser"]
 
 
 def _check_s(s):
-    if not isinstance(s, (int, float)) or not s >= 0 or s != s or s == float("inf"):
-        raise ValueError(f"s (the smoothing scale) must be a finite number >= 0, got {s!r}")
-    return float(s)
+    return as_float(s, "s (the smoothing scale)", nonnegative=True)
 
 
 def _ideal(train_images, chunk_size, dtype):
@@ -72,7 +71,7 @@ class KernelSmoothedDenoiser(Denoiser):
 
     def log_density(self, x, sigma):
         """log p_sigma(x) of the smoothed mixture = ideal log-density at tau."""
-        x = check_images(x)
+        x = check_query(x)
         return self.ideal.log_density(x, self.tau(sigma_batch(sigma, x)))
 
     def __repr__(self):
@@ -88,24 +87,27 @@ class ClosedFormSmoothedDenoiser(Denoiser):
     s : smoothing scale (standard deviation of the input perturbation), fixed across sigma.
     n_samples : number of perturbations (even; pairs z, -z). The Monte Carlo standard error of one
         pixel is about std_z(D_ideal) / sqrt(n_samples).
-    seed : seed of the fixed perturbations (the same z for every call with the same batch shape).
+    seed : seed of the fixed perturbations: the SAME n_samples draws z (of the image shape) perturb
+        every query of every call, so D_s(x_i, sigma_i) depends on the query alone, never on the other
+        queries of its batch or on the batch size (common random numbers across queries and calls).
     """
 
     def __init__(self, train_images, s: float, n_samples: int = 16, seed: int = 0,
                  chunk_size: int | None = None, dtype=None):
         self.s = _check_s(s)
-        if not isinstance(n_samples, int) or n_samples < 2 or n_samples % 2:
+        n_samples = as_int(n_samples, "n_samples", 2)
+        if n_samples % 2:
             raise ValueError(f"n_samples must be an even int >= 2 (antithetic pairs), got {n_samples!r}")
         self.n_samples, self.seed = n_samples, int(seed)
         self.ideal = _ideal(train_images, chunk_size, dtype)
         self._z = {}
 
     def perturbations(self, x: torch.Tensor) -> torch.Tensor:
-        """The fixed draws z, shape (n_samples, B, C, H, W), in antithetic pairs (z, -z)."""
-        key = (tuple(x.shape), x.dtype, x.device)
+        """The fixed draws z, shape (n_samples, 1, C, H, W) (shared by every query), in pairs (z, -z)."""
+        key = (tuple(x.shape[1:]), x.dtype, x.device)
         if key not in self._z:
             g = torch.Generator().manual_seed(self.seed)
-            half = torch.randn((self.n_samples // 2, *x.shape), generator=g, dtype=torch.float64)
+            half = torch.randn((self.n_samples // 2, 1, *x.shape[1:]), generator=g, dtype=torch.float64)
             self._z = {key: torch.cat([half, -half]).to(device=x.device, dtype=x.dtype)}
         return self._z[key]
 

@@ -2,20 +2,47 @@
 
 A check function builds test inputs, calls the reader's function through :func:`run_check` and
 compares with a reference. The reader's stub raising ``NotImplementedError`` means "not attempted".
+
+Conventions every check follows (and the helpers here enforce):
+
+- the reader's function is the check's argument ``fn`` (``run_check`` finds it in the body's closure
+  and tells its exceptions, "your function raised ...", from the checker's own failures, reported as
+  status ``"checker error"``, a bug in the course, never blamed on the reader);
+- answers are compared as numbers: :func:`compare` (tensors) and :func:`number` / :func:`integer`
+  (scalars) reject strings, bools and complex values instead of converting them, and a wrong-type
+  answer is "wrong" with the reason (raise :class:`WrongAnswer` from a helper to say so);
+- tolerances are dtype-aware: a float32 answer is judged at float32 precision (``rtol`` and ``atol``
+  are raised to a few float32 ulps), so a correct float32 implementation is not rejected.
 """
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-__all__ = ["CheckResult", "run_check", "compare"]
+__all__ = ["CheckResult", "run_check", "compare", "number", "integer", "WrongAnswer"]
+
+_STATUSES = {"correct": "#1a7f37", "wrong": "#cf222e", "not attempted": "#6e7781", "checker error": "#9a6700"}
+_ULPS = 64  # a float answer may differ from the reference by this many ulps of its own dtype
+
+
+class WrongAnswer(Exception):
+    """Raised by a check's helper to report a wrong answer (e.g. not a number) with its reason."""
+
+
+class _ReaderRaised(Exception):
+    """Wraps an exception raised inside the reader's function (see :func:`run_check`)."""
+
+    def __init__(self, exc):
+        super().__init__(str(exc))
+        self.exc = exc
 
 
 @dataclass
 class CheckResult:
-    status: str  # "not attempted" | "wrong" | "correct"
+    status: str  # "not attempted" | "wrong" | "correct" | "checker error"
     message: str = ""
     name: str = ""
 
@@ -24,47 +51,153 @@ class CheckResult:
         return self.status == "correct"
 
     def __str__(self):
-        head = {"correct": "correct", "wrong": "wrong", "not attempted": "not attempted"}[self.status]
+        head = self.status
         label = f"[{self.name}] " if self.name else ""
         return f"{label}{head}" + (f": {self.message}" if self.message else "")
 
     __repr__ = __str__
 
     def _repr_html_(self):
-        color = {"correct": "#1a7f37", "wrong": "#cf222e", "not attempted": "#6e7781"}[self.status]
+        color = _STATUSES[self.status]
         return f'<p style="color:{color}"><b>{self}</b></p>'
 
 
-def compare(got, expected, what: str, rtol: float = 1e-5, atol: float = 1e-7) -> str | None:
-    """Return None when ``got`` matches ``expected`` (shape and values), else a reason string."""
+def _describe(v) -> str:
+    if isinstance(v, torch.Tensor):
+        return f"a {v.dtype} tensor of shape {tuple(v.shape)}"
+    return f"{type(v).__name__} {v!r}"[:120]
+
+
+def number(got, what: str) -> float:
+    """``got`` as a real float if it IS a real number (int, float, NumPy scalar, 0-d or 1-element real
+    tensor), else raise :class:`WrongAnswer`: a string, a bool or a complex number is not a number answer."""
+    v = got
+    if isinstance(v, torch.Tensor):
+        if v.numel() != 1 or v.is_complex() or v.dtype == torch.bool:
+            raise WrongAnswer(f"{what} should be a real number, got {_describe(got)}")
+        v = v.item()
+    elif type(v).__module__ == "numpy" and getattr(v, "ndim", None) == 0:
+        v = v.item()
+    if isinstance(v, bool) or not isinstance(v, numbers.Real):
+        raise WrongAnswer(f"{what} should be a real number, got {_describe(got)}")
+    return float(v)
+
+
+def integer(got, what: str) -> int:
+    """``got`` as an int if it is an integer-valued real number (not a bool or a string), else WrongAnswer."""
+    try:
+        v = number(got, what)
+    except WrongAnswer:
+        raise WrongAnswer(f"{what} should be an int, got {_describe(got)}") from None
+    if not v == int(v):
+        raise WrongAnswer(f"{what} should be an integer, got {got!r}")
+    return int(v)
+
+
+def _precision(dtype: torch.dtype) -> float:
+    return torch.finfo(dtype).eps if dtype.is_floating_point else 0.0
+
+
+def compare(got, expected, what: str, rtol: float = 1e-5, atol: float = 1e-7, hint: str = "") -> str | None:
+    """Return None when ``got`` matches ``expected`` (shape and values), else a reason string.
+
+    ``got`` must be a real tensor or something that IS numbers (a NumPy array, a list of numbers):
+    strings, bools and complex values are rejected, never converted. The tolerance is dtype-aware:
+    ``rtol`` and ``atol`` are raised to 64 ulps of ``got``'s dtype when that is coarser than the
+    reference's (a float32 answer to a float64 check). ``hint`` is appended when the values differ.
+    """
     if not isinstance(got, torch.Tensor):
+        flat = got if isinstance(got, (list, tuple)) else [got]
         try:
-            got = torch.as_tensor(got, dtype=expected.dtype)
+            import numpy as np
+            arr = np.asarray(got)
+            ok = arr.dtype.kind in "iuf" and not any(isinstance(v, (bool, str)) for v in flat)
         except Exception:
-            return f"{what} should be a tensor, got {type(got).__name__}"
+            ok = False
+        if not ok:
+            return f"{what} should be a tensor of numbers of shape {tuple(expected.shape)}, got {_describe(got)}"
+        got = torch.as_tensor(arr)
+    if got.dtype == torch.bool or got.is_complex():
+        return f"{what} should be a real tensor, got {got.dtype} (bool and complex answers are not numbers here)"
     if got.shape != expected.shape:
         return f"{what} has shape {tuple(got.shape)}, expected {tuple(expected.shape)}"
     if not bool(torch.isfinite(got).all()):
-        return f"{what} contains NaN or inf"
+        return f"{what} contains NaN or inf" + (f" ({hint})" if hint else "")
+    eps = _precision(got.dtype)
+    coarser = got.dtype.is_floating_point and eps > _precision(expected.dtype)
+    if coarser:
+        scale = float(expected.abs().max()) if expected.numel() else 0.0
+        rtol, atol = max(rtol, _ULPS * eps), max(atol, _ULPS * eps * scale)
     got = got.to(expected.dtype)
     if not torch.allclose(got, expected, rtol=rtol, atol=atol):
         err = (got - expected).abs().max().item()
-        return f"{what} differs from the reference by up to {err:.3g}"
+        reason = f"{what} differs from the reference by up to {err:.3g}"
+        if coarser:
+            return (reason + f", more than {got.dtype} rounding explains (your result is {str(got.dtype)[6:]} "
+                    f"but the inputs are {str(expected.dtype)[6:]}: compute in the inputs' dtype)")
+        return reason + (f" ({hint})" if hint else "")
     return None
+
+
+def _wrap_reader(body: Callable):
+    """Replace the closure variable ``fn`` of ``body`` (the reader's function) by a wrapper that marks
+    its exceptions; return a function restoring it (a no-op when there is no ``fn``)."""
+    names = body.__code__.co_freevars
+    if "fn" not in names or body.__closure__ is None:
+        return None
+    cell = body.__closure__[names.index("fn")]
+    reader = cell.cell_contents
+    if not callable(reader):
+        return None
+    info = {}
+
+    def wrapped(*args, **kwargs):
+        try:
+            out = reader(*args, **kwargs)
+        except NotImplementedError:
+            raise
+        except Exception as exc:
+            raise _ReaderRaised(exc) from exc
+        info["last"] = out
+        return out
+
+    cell.cell_contents = wrapped
+
+    def restore():
+        cell.cell_contents = reader
+        return info
+    return restore
 
 
 def run_check(name: str, body: Callable[[], str | None]) -> CheckResult:
     """Run ``body()``, which calls the reader's function and returns None (correct) or a reason.
 
-    ``NotImplementedError`` from the reader's stub becomes "not attempted"; any other exception
-    raised by the reader's code becomes "wrong" with the exception in the message.
+    ``NotImplementedError`` from the reader's stub becomes "not attempted"; an exception raised by the
+    reader's function (the body's closure variable ``fn``) becomes "wrong" with the exception in the
+    message, and :class:`WrongAnswer` "wrong" with its reason. Any other exception is the checker's
+    own failure: status "checker error", with what the reader's function last returned.
     """
+    restore = _wrap_reader(body)
     try:
         reason = body()
     except NotImplementedError:
         return CheckResult("not attempted", "replace the `raise NotImplementedError` with your code", name)
-    except Exception as exc:  # the reader's code failed: report it as a wrong answer
-        return CheckResult("wrong", f"your function raised {type(exc).__name__}: {exc}", name)
+    except _ReaderRaised as e:  # the reader's code failed: report it as a wrong answer
+        return CheckResult("wrong", f"your function raised {type(e.exc).__name__}: {e.exc}", name)
+    except WrongAnswer as e:
+        return CheckResult("wrong", str(e), name)
+    except Exception as exc:
+        if restore is None:  # no `fn` to tell the reader's code from the checker's: blame neither wrongly
+            return CheckResult("wrong", f"the check failed with {type(exc).__name__}: {exc} (your function, or "
+                               f"what it returned, may have caused it)", name)
+        last = restore().get("last", "<nothing>")
+        restore = None
+        return CheckResult("checker error", f"the check itself failed with {type(exc).__name__}: {exc}; your "
+                           f"function returned {_describe(last)}. If that looks right, this is a bug in the "
+                           f"course's check, not in your code", name)
+    finally:
+        if restore is not None:
+            restore()
     if reason is None:
         return CheckResult("correct", "", name)
     return CheckResult("wrong", reason, name)

@@ -16,7 +16,7 @@ import math
 import torch
 
 from ..softmax import OnlineSoftmax
-from .base import CheckResult, compare, run_check
+from .base import CheckResult, compare, number, run_check
 
 __all__ = ["check_posterior_weights", "check_streaming_softmax_mean", "check_kernel_smoothed_score",
            "check_critical_smoothing", "reference_posterior_weights", "reference_streaming_softmax_mean",
@@ -85,8 +85,9 @@ def check_streaming_softmax_mean(fn) -> CheckResult:
         values = [torch.randn(n, 3, generator=g, dtype=torch.float64) for n in sizes]
         out = fn([l.clone() for l in logits], [v.clone() for v in values])
         ref = torch.softmax(torch.cat(logits, 1), 1) @ torch.cat(values, 0)
-        if (r := compare(out, ref, "softmax mean", rtol=1e-9, atol=1e-12)) is not None:
-            return r + " (keep a running maximum m and rescale the old sums by exp(m_old - m_new))"
+        if (r := compare(out, ref, "softmax mean", rtol=1e-9, atol=1e-12,
+                         hint="keep a running maximum m and rescale the old sums by exp(m_old - m_new)")) is not None:
+            return r
         # moderate logits, many chunks
         logits = [torch.randn(2, n, generator=g, dtype=torch.float64) for n in sizes]
         out = fn(logits, values)
@@ -114,11 +115,7 @@ def check_kernel_smoothed_score(fn) -> CheckResult:
 def check_critical_smoothing(fn) -> CheckResult:
     """``fn()`` returns the critical s (a float) for two 1-pixel training images at -1 and +1."""
     def body():
-        v = fn()
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            return f"return a number, got {type(v).__name__}"
+        v = number(fn(), "the critical s")
         if not math.isfinite(v) or abs(v - reference_critical_smoothing()) > 1e-3:
             return (f"got {v:.4g}: write D_s(x, sigma -> 0) = P(x + s z > 0) - P(x + s z < 0) and ask when "
                     "its slope at the barycenter x = 0 drops below 1")

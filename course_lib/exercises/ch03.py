@@ -16,7 +16,7 @@ import math
 import torch
 
 from .. import rmt, rmt_mc
-from .base import CheckResult, compare, run_check
+from .base import CheckResult, compare, number, run_check
 
 __all__ = ["check_silverstein_kappa", "check_overshrinkage", "check_two_point_variance", "check_mc_trace",
            "reference_silverstein_kappa", "reference_overshrinkage", "reference_two_point_variance",
@@ -64,10 +64,7 @@ def _spectrum(d=40, alpha=1.2):
 
 
 def _scalar(got, what):
-    try:
-        return float(got)
-    except Exception:
-        raise TypeError(f"{what} should be a number, got {type(got).__name__}")
+    return number(got, what)
 
 
 def check_silverstein_kappa(fn) -> CheckResult:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from ..patches import boundary_classes, centre_feature, extract_patches
-from .base import CheckResult, compare, run_check
+from .base import CheckResult, compare, integer, run_check
 
 __all__ = ["check_locally_consistent", "check_els_pixel", "check_dictionary_size",
            "reference_locally_consistent", "reference_els_pixel", "reference_dictionary_size"]
@@ -89,11 +89,7 @@ def check_dictionary_size(fn) -> CheckResult:
         for r, c, H, W, P in cases:
             got = fn(r, c, H, W, P)
             exp = reference_dictionary_size(r, c, H, W, P)
-            try:
-                ok = int(got) == exp and float(got) == exp
-            except (TypeError, ValueError):
-                return f"return an int, got {type(got).__name__}"
-            if not ok:
+            if integer(got, f"the dictionary size of pixel ({r}, {c})") != exp:
                 return f"pixel ({r}, {c}) of a {H}x{W} image with P={P}: got {got}, expected {exp}"
         return None
     return run_check("dictionary_size", body)

@@ -16,7 +16,18 @@ from torch import nn
 
 from ..denoisers.base import Denoiser, check_images, sigma_batch, sigma_view
 
-__all__ = ["edm_coefficients", "EDMPrecond", "NetworkDenoiser"]
+__all__ = ["edm_coefficients", "EDMPrecond", "NetworkDenoiser", "config_image_shape"]
+
+_IMAGE_SIZE = {"mnist": 28, "fashion_mnist": 28, "cifar10": 32, "faces": 64}
+
+
+def config_image_shape(config: dict | None):
+    """(C, H, W) of the images a training config describes (dataset size plus ``options.pad``), or None."""
+    config = config or {}
+    if config.get("dataset") not in _IMAGE_SIZE or "channels" not in config:
+        return None
+    s = _IMAGE_SIZE[config["dataset"]] + 2 * int((config.get("options") or {}).get("pad", 0))
+    return (int(config["channels"]), s, s)
 
 
 def edm_coefficients(sigma: torch.Tensor, sigma_data: float = 0.5):
@@ -49,12 +60,17 @@ class NetworkDenoiser(Denoiser):
 
     Attributes ``name``, ``config`` and ``train_subset`` (dataset name, split and indices of the
     training images) record what it was trained on, so analytic machines can use the same images.
+    ``shape`` (default: from the config, see :func:`config_image_shape`) is the (C, H, W) the network
+    was trained on: other image sizes are rejected (a convolutional network would silently accept them,
+    e.g. MNIST padded to 32 x 32 for a 28 x 28 network). ``class_labels`` are only accepted by a
+    class-conditional network (``config["n_classes"] > 0``).
     """
 
     def __init__(self, net: EDMPrecond, name: str = "network", config: dict | None = None,
                  train_subset: dict | None = None, class_labels: torch.Tensor | None = None,
-                 grad: bool = False):
+                 grad: bool = False, shape: tuple | None = None):
         self.net = net.eval()
+        self.shape = tuple(shape) if shape is not None else config_image_shape(config)
         self.name = name
         self.config = config or {}
         self.train_subset = train_subset or {}
@@ -78,8 +94,18 @@ class NetworkDenoiser(Denoiser):
     def denoise(self, x, sigma):
         p = next(self.net.parameters())
         labels = self.class_labels
-        if labels is not None and labels.shape[0] != x.shape[0]:
-            raise ValueError(f"class_labels has {labels.shape[0]} entries for a batch of {x.shape[0]}")
+        if self.shape is not None and tuple(x.shape[1:]) != self.shape:
+            raise ValueError(f"x has image shape {tuple(x.shape[1:])} but network {self.name!r} was trained on "
+                             f"{self.shape}: load the data as it was trained (e.g. without pad=2 for a 28 x 28 "
+                             f"network, or with the config's options {self.config.get('options', {})})")
+        if labels is not None:
+            emb = getattr(getattr(self.net, "model", None), "emb", None)
+            if emb is not None and getattr(emb, "label", "?") is None:
+                raise ValueError(f"class_labels were given but network {self.name!r} is unconditional (trained "
+                                 f"without labels; config n_classes = {self.config.get('n_classes', 0)}): they "
+                                 f"would be ignored; set class_labels=None")
+            if labels.shape[0] != x.shape[0]:
+                raise ValueError(f"class_labels has {labels.shape[0]} entries for a batch of {x.shape[0]}")
         with torch.set_grad_enabled(self.grad and torch.is_grad_enabled()):
             out = self.net(x.to(p.device, p.dtype), sigma.to(p.device, p.dtype), labels)
         return out.to(x.device, x.dtype)

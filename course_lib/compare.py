@@ -233,6 +233,7 @@ class Comparison:
     step_mse: dict
     samples: dict
     calls: dict = field(default_factory=dict)
+    dropped: dict = field(default_factory=dict)  # name -> why (``on_nonfinite="drop"``)
 
     def _values(self, name, metric, step):
         if name not in self.names:
@@ -339,12 +340,16 @@ def _pair_metrics(pred, target):
 def compare(candidates, reference, sigmas, seeds, shape, solver: str = "heun", *, keys: dict | None = None,
             reference_name: str = "reference", cache="auto", cache_dir=None, dtype=torch.float32,
             device=None, batch_size: int = 32, progress: bool = False,
-            sampler_kwargs: dict | None = None) -> Comparison:
+            sampler_kwargs: dict | None = None, on_nonfinite: str = "raise") -> Comparison:
     """Sample every candidate and the reference from the same noise and compare them (module doc, 1.).
 
     ``candidates`` is a denoiser or a dict {name: denoiser}; ``keys`` optionally maps names (and
-    ``reference_name``) to cache identities.
+    ``reference_name``) to cache identities. A candidate whose sampler returns NaN or inf raises a
+    :class:`~course_lib.validate.NonFiniteError` naming it; with ``on_nonfinite="drop"`` it is left out
+    of the comparison instead and listed, with the reason, in ``Comparison.dropped``.
     """
+    if on_nonfinite not in ("raise", "drop"):
+        raise ValueError(f"on_nonfinite must be 'raise' or 'drop', got {on_nonfinite!r}")
     named = _named(candidates, reference, reference_name)
     keys = dict(keys or {})
     common = dict(cache=cache, cache_dir=cache_dir, dtype=dtype, device=device, batch_size=batch_size,
@@ -353,12 +358,20 @@ def compare(candidates, reference, sigmas, seeds, shape, solver: str = "heun", *
                            name=reference_name, **common)
     out = dict(r2={}, mse={}, step_r2={}, step_mse={}, samples={reference_name: ref.samples},
                calls={reference_name: ref.calls})
+    dropped = {}
     for n, D in named.items():
-        tr = run_trajectories(D, sigmas, seeds, shape, solver, key=keys.get(n), name=n, **common)
+        try:
+            tr = run_trajectories(D, sigmas, seeds, shape, solver, key=keys.get(n), name=n, **common)
+        except NonFiniteError as e:
+            if on_nonfinite == "raise":
+                raise
+            dropped[n] = str(e)
+            continue
         out["r2"][n], out["mse"][n] = _pair_metrics(tr.samples, ref.samples)
         out["step_r2"][n], out["step_mse"][n] = _pair_metrics(tr.denoised, ref.denoised)
         out["samples"][n], out["calls"][n] = tr.samples, tr.calls
-    return Comparison("trajectory", list(named), reference_name, ref.seeds, ref.sigmas, solver, **out)
+    return Comparison("trajectory", [n for n in named if n not in dropped], reference_name, ref.seeds, ref.sigmas,
+                      solver, dropped=dropped, **out)
 
 
 def compare_single_step(candidates, reference, sigmas, seeds, shape, solver: str = "heun", *,

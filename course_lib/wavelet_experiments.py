@@ -10,22 +10,8 @@ from .denoisers.base import check_images
 from .denoisers.wavelet import family_groups
 from .wavelets import coeff_layout, dwt2_packed
 
-__all__ = ["finite_only", "denoising_mse", "expected_mse_curves", "relative_gain", "coupling_mask", "plot_couplings",
+__all__ = ["denoising_mse", "expected_mse_curves", "relative_gain", "coupling_mask", "plot_couplings",
            "energy_compaction", "plot_mse_curves"]
-
-
-def finite_only(comp):
-    """Drop the candidates of a :class:`course_lib.compare.Comparison` whose final-sample r^2 is not finite
-    on every seed (a sampler that ran away, e.g. a polynomial score of even degree); returns
-    ``(comparison, dropped_names)``."""
-    import dataclasses
-
-    bad = [n for n in comp.names if not bool(torch.isfinite(comp.r2[n]).all())]
-    keep = lambda d: {k: v for k, v in d.items() if k not in bad}          # noqa: E731
-    out = dataclasses.replace(comp, names=[n for n in comp.names if n not in bad], r2=keep(comp.r2),
-                              mse=keep(comp.mse), step_r2=keep(comp.step_r2), step_mse=keep(comp.step_mse),
-                              samples=keep(comp.samples), calls=keep(comp.calls))
-    return out, bad
 
 
 def denoising_mse(denoisers: dict, images: torch.Tensor, sigmas, seed: int = 0, batch_size: int = 256,

@@ -4,7 +4,7 @@ import torch
 
 from course_lib.denoisers import FunctionDenoiser
 from course_lib.compare import compare
-from course_lib.wavelet_experiments import coupling_mask, finite_only, denoising_mse, energy_compaction, relative_gain
+from course_lib.wavelet_experiments import coupling_mask, denoising_mse, energy_compaction, relative_gain
 from course_lib.wavelets import coeff_layout, idwt2_packed
 
 
@@ -44,13 +44,15 @@ def test_energy_compaction_of_a_wavelet_atom():
         energy_compaction(x, 0.0)
 
 
-def test_finite_only_drops_runaway_samplers():
+def test_compare_drops_runaway_samplers():
     ref = FunctionDenoiser(lambda x, s: 0.5 * x)
     fine = FunctionDenoiser(lambda x, s: 0.4 * x)
     runaway = FunctionDenoiser(lambda x, s: x * float("inf"))
-    comp = compare({"fine": fine, "runaway": runaway}, ref, torch.tensor([2.0, 1.0, 0.0]), range(2), (1, 4, 4),
-                   solver="euler", cache=False)
-    out, bad = finite_only(comp)
-    assert bad == ["runaway"] and out.names == ["fine"] and "runaway" not in out.samples
+    args = ({"fine": fine, "runaway": runaway}, ref, torch.tensor([2.0, 1.0, 0.0]), range(2), (1, 4, 4))
+    with pytest.raises(ValueError, match="runaway"):
+        compare(*args, solver="euler", cache=False)
+    out = compare(*args, solver="euler", cache=False, on_nonfinite="drop")
+    assert list(out.dropped) == ["runaway"] and out.names == ["fine"] and "runaway" not in out.samples
+    assert "step" in out.dropped["runaway"]                                          # the reason names the step
     assert torch.isfinite(out.r2["fine"]).all() and out.median("fine")[0] > 0.5       # proportional samples
-    print(out)                                                                       # the table no longer raises
+    print(out)                                                                       # the table does not raise

@@ -147,6 +147,7 @@ def audit(driver, page: Path) -> list[str]:
     if broken:
         problems.append(f"{len(broken)} of {n_img} images did not load: {broken[:3]}")
     set_viewport(driver, NARROW, 844)
+    load(driver, page)  # a fresh load: the theme's sidebars settle off-canvas without a transition
     scroll_w, vw, wide = driver.execute_script(_WIDE_JS)
     if scroll_w > vw + 1 or wide:
         problems.append(f"at {NARROW} px the page is {scroll_w} px wide; elements past the viewport: {wide}")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 MATHJAX_VERSION = "3.2.2"
 COLUMN_INCHES = 688 / 96  # the text column of sphinx-book-theme at 1280 px, in inches at 96 px/in
+# figures are narrowed to a bit less, leaving room for labels that bbox_inches="tight" adds outside
+FIGURE_INCHES = 6.8
 
 _KERNEL_CONFIG = """\
 # written by tools/build_book.py: figures for the book's column
@@ -29,7 +31,7 @@ _STARTUP = f"""\
 # written by tools/build_book.py: narrow figures wider than the book's column (aspect ratio kept)
 import matplotlib.figure as _mpl_figure
 
-_COLUMN_INCHES = {COLUMN_INCHES:.3f}
+_COLUMN_INCHES = {FIGURE_INCHES:.3f}
 _figure_init = _mpl_figure.Figure.__init__
 
 

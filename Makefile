@@ -29,6 +29,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -e ".[dev]"
+	@command -v npm >/dev/null || { echo "npm is needed to vendor MathJax into the book: apt-get install npm (or conda install nodejs)"; exit 1; }
 	npm install --prefix $(VENV)/share/npm --no-audit --no-fund --silent $(MATHJAX)
 	touch $(STAMP)
 

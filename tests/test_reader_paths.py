@@ -148,3 +148,21 @@ def test_citation_labels_are_author_year_and_disambiguated():
     assert "Kamb and Ganguli, 2025" in labels and "Lukoianov et al., 2025" in labels
     toc = (ROOT / "_toc.yml").read_text()
     assert "book/bibliography" in toc and "{bibliography}" in (ROOT / "book" / "bibliography.md").read_text()
+
+
+def test_check_callback_calls_each_control_at_its_far_end():
+    import ipywidgets as w
+
+    from course_lib.widgets import check_callback, sigma_slider
+
+    calls = []
+    n = check_callback(lambda sigma, k, opt: calls.append((round(sigma, 9), k, opt)),
+                       sigma=sigma_slider(1.0, 0.01, 10.0), k=w.IntSlider(value=2, min=0, max=5),
+                       opt=w.Dropdown(options=[3, 5, 7], value=5))
+    assert n == 3 and calls == [(10.0, 2, 5), (1.0, 5, 5), (1.0, 2, 7)]
+
+    def fails_at_the_end(k):
+        return 1 / (5 - k)
+
+    with pytest.raises(ZeroDivisionError):
+        check_callback(fails_at_the_end, k=w.IntSlider(value=2, min=0, max=5))

@@ -59,6 +59,7 @@ def kernel_environment(build: Path, fit_figures: bool = True) -> dict[str, str]:
         "IPYTHONDIR": str(build / "ipython"),
         "TQDM_DISABLE": "1",
         "COURSE_NO_WIDGETS": "1",  # see course_lib.widgets.interact (jupyter/nbclient#312)
+        "COURSE_CHECK_WIDGETS": "1",  # ... which then calls each callback at its controls' far ends
         # figures must be embedded in the executed notebooks: a headless MPLBACKEND=Agg (as CI exports
         # for the tests) would make every plt.show() in the kernel a no-op and the book have no figures
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",

@@ -25,8 +25,15 @@ def find_chromium() -> tuple[str, str] | None:
     return (browser, driver) if browser and driver else None
 
 
-def pages(html_root: Path) -> list[Path]:
-    return sorted(p for p in html_root.rglob("*.html") if not SKIP_DIRS & set(p.relative_to(html_root).parts))
+def is_redirect(page: Path) -> bool:
+    """A page that only redirects (jupyter-book's root index.html) has no content to audit."""
+    head = page.read_text(errors="replace")[:2000].lower()
+    return 'http-equiv="refresh"' in head and "<body" not in head
+
+
+def pages(html_root: Path, redirects: bool = True) -> list[Path]:
+    return sorted(p for p in html_root.rglob("*.html") if not SKIP_DIRS & set(p.relative_to(html_root).parts)
+                  and (redirects or not is_redirect(p)))
 
 
 def start_driver(width: int = WIDE, height: int = 900):
@@ -171,6 +178,8 @@ class _Anchors(HTMLParser):
             self.ids.add(a["id"])
         if tag == "a" and a.get("name"):
             self.ids.add(a["name"])
+        if tag == "meta" and (a.get("http-equiv") or "").lower() == "refresh" and "url=" in (a.get("content") or ""):
+            self.hrefs.append(a["content"].split("url=", 1)[1].strip())
         for key in ("href", "src"):
             if a.get(key) and (tag in ("a", "img", "script") or (tag == "link" and key == "href")):
                 self.hrefs.append(a[key])

@@ -37,9 +37,9 @@ def test_hint_after_a_wrong_attempt_and_second_hint_after_two(monkeypatch):
 def test_messages_render_code_without_literal_backticks():
     res = ch00.check_tweedie(_stub)
     assert "`" not in str(res) and "raise NotImplementedError" in str(res)
-    assert "<code>raise NotImplementedError</code>" in res._repr_html_()
+    assert ">raise NotImplementedError</code>" in res._repr_html_()
     res = base.CheckResult("wrong", "got <tensor> with `x < 0`", "demo", hint="use `abs`")
-    assert "&lt;tensor&gt;" in res._repr_html_() and "<code>abs</code>" in res._repr_html_()
+    assert "&lt;tensor&gt;" in res._repr_html_() and ">abs</code>" in res._repr_html_()
 
 
 def test_every_check_logs_a_json_line(tmp_path, monkeypatch):

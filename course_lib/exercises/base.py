@@ -50,7 +50,8 @@ class CheckResult:
 
     def _repr_html_(self):
         color = {"correct": "#1a7f37", "wrong": "#cf222e", "not attempted": "#6e7781"}[self.status]
-        lines = [re.sub(r"`([^`]*)`", r'<code style="color:inherit;background:none">\1</code>', html.escape(line, quote=False)) for line in self._lines()]
+        code = r'<code style="color:inherit;background:none">\1</code>'  # readable in dark mode too
+        lines = [re.sub(r"`([^`]*)`", code, html.escape(line, quote=False)) for line in self._lines()]
         rest = "".join(f"<br>{line}" for line in lines[1:])
         return f'<p style="color:{color}"><b>{lines[0]}</b>{rest}</p>'
 

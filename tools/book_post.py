@@ -95,7 +95,10 @@ def postprocess(nb: dict, stem: str, scale: str, solutions: bool = True) -> dict
             _add_tag(cell, "hide-cell")
             after_params = True
         elif i in solution_cells:
-            _add_tag(cell, "hide-cell" if solutions else "remove-cell")
+            if solutions:
+                _add_tag(cell, "hide-cell")
+            else:
+                cell["metadata"]["tags"] = [t for t in tags if not t.startswith("hide-")] + ["remove-cell"]
         elif after_params or re.search(r"\bsetup\(\s*SCALE\b", src):
             if not any(t.startswith(("hide-", "remove-")) for t in tags):
                 _add_tag(cell, "hide-input")

@@ -120,17 +120,17 @@ def test_book_copy_rules():
 
 def test_kernel_environment_fits_figures_to_the_column(tmp_path):
     env = book_assets.kernel_environment(tmp_path)
-    assert env["TQDM_DISABLE"] == "1" and env["COURSE_NO_WIDGETS"] == "1"
+    assert env["TQDM_DISABLE"] == "1" and env["COURSE_NO_WIDGETS"] == "1" and env["COURSE_CHECK_WIDGETS"] == "1"
     startup = Path(env["IPYTHONDIR"]) / "profile_default" / "startup" / "00-book-figures.py"
-    code = ("import matplotlib\nmatplotlib.use('Agg')\n" + startup.read_text() +
-            "\nimport matplotlib.pyplot as plt\nf1 = plt.figure(figsize=(15, 5)).get_size_inches().tolist()\n"
-            "f2 = plt.subplots(1, 2, figsize=(4, 3))[0].get_size_inches().tolist()\nprint(f1, f2)\n")
+    code = ("import json, matplotlib\nmatplotlib.use('Agg')\n" + startup.read_text() +
+            "\nimport matplotlib.pyplot as plt\n"
+            "print(json.dumps([plt.figure(figsize=s).get_size_inches().tolist() for s in ((15, 5), (9, 3), (4, 3))]))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    (w1, h1), (w2, h2) = json.loads(out.stdout.replace(") (", ", ").split("] [")[0] + "]"), json.loads(
-        "[" + out.stdout.split("] [")[1].strip())
+    (w1, h1), (w2, h2), (w3, h3) = json.loads(out.stdout)
     assert book_assets.FIGURE_INCHES <= 688 / 96
-    assert w1 == pytest.approx(book_assets.FIGURE_INCHES, abs=1e-3) and h1 / w1 == pytest.approx(5 / 15, rel=1e-3)
-    assert (w2, h2) == (4, 3)
+    assert w1 == pytest.approx(15 / book_assets.MAX_NARROWING) and h1 / w1 == pytest.approx(5 / 15)  # at most 1.6x
+    assert w2 == pytest.approx(book_assets.FIGURE_INCHES) and h2 / w2 == pytest.approx(3 / 9)  # to the column
+    assert (w3, h3) == (4, 3)  # narrow figures untouched
     assert '"retina"' in (Path(env["IPYTHONDIR"]) / "profile_default" / "ipython_kernel_config.py").read_text()
 
 

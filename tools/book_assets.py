@@ -5,7 +5,8 @@
   (``COURSE_NO_WIDGETS=1``), and matplotlib draws for the book's column: an IPython profile makes
   the inline backend emit "retina" PNGs at 96 dpi, so a figure is shown at its true size (1 inch =
   96 CSS px, a 10 pt label is 10 pt on screen), and figures wider than the column (688 px = 7.17 in)
-  are narrowed to it with their aspect ratio kept, so their labels are not shrunk with them.
+  are narrowed to it (by at most 1.6x) with their aspect ratio kept, so their labels are not shrunk
+  with them.
 - :func:`vendor_mathjax`: MathJax 3 from its npm package, copied into the build so that pages
   typeset offline (``mathjax_path`` in _config.yml points at it).
 """
@@ -18,8 +19,11 @@ from pathlib import Path
 
 MATHJAX_VERSION = "3.2.2"
 COLUMN_INCHES = 688 / 96  # the text column of sphinx-book-theme at 1280 px, in inches at 96 px/in
-# figures are narrowed to a bit less, leaving room for labels that bbox_inches="tight" adds outside
+# figures are narrowed to a bit less, leaving room for labels that bbox_inches="tight" adds outside,
+# but by at most MAX_NARROWING: a row of many panels narrowed further would have its titles collide
+# (such figures need a new layout in the notebook; the build lists them)
 FIGURE_INCHES = 6.8
+MAX_NARROWING = 1.6
 
 _KERNEL_CONFIG = """\
 # written by tools/build_book.py: figures for the book's column
@@ -31,13 +35,14 @@ _STARTUP = f"""\
 # written by tools/build_book.py: narrow figures wider than the book's column (aspect ratio kept)
 import matplotlib.figure as _mpl_figure
 
-_COLUMN_INCHES = {FIGURE_INCHES:.3f}
+_COLUMN_INCHES, _MAX_NARROWING = {FIGURE_INCHES:.3f}, {MAX_NARROWING}
 _figure_init = _mpl_figure.Figure.__init__
 
 
 def _column_figure_init(self, figsize=None, *args, **kwargs):
     if figsize is not None and len(figsize) == 2 and figsize[0] > _COLUMN_INCHES:
-        figsize = (_COLUMN_INCHES, figsize[1] * _COLUMN_INCHES / figsize[0])
+        w = max(_COLUMN_INCHES, figsize[0] / _MAX_NARROWING)
+        figsize = (w, figsize[1] * w / figsize[0])
     _figure_init(self, figsize, *args, **kwargs)
 
 

@@ -108,9 +108,13 @@ def postprocess(nb: dict, stem: str, scale: str, solutions: bool = True) -> dict
 
 
 def wide_figures(nb: dict, stem: str, column_px: int = COLUMN_PX) -> list[str]:
-    """Figures displayed wider than the text column (they are scaled down, and so are their labels)."""
-    out = []
-    for i, cell in enumerate(nb["cells"]):
+    """Figures displayed wider than the text column (they are scaled down, and so are their labels),
+    with the index of their cell in the chapter's source notebook."""
+    out, i = [], -1
+    for cell in nb["cells"]:
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            continue  # papermill's cell: count cells as in the chapter's source
+        i += 1
         for o in cell.get("outputs", []):
             for mime, meta in o.get("metadata", {}).items():
                 w = meta.get("width") if isinstance(meta, dict) and mime.startswith("image/") else None

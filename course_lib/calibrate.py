@@ -139,7 +139,7 @@ def calibrate_patch_size(reference: Callable, machine: Callable[[int], Callable]
     from tqdm.auto import tqdm
 
     scores = torch.empty(len(steps), len(cands), x_T.shape[0], dtype=torch.float64)
-    for k in tqdm(range(len(steps)), disable=not progress, desc="calibrate P"):
+    for k in tqdm(range(len(steps)), desc="calibrate P", **({} if progress else {"disable": True})):
         s, x, d_ref = steps[k], trajectory.x[k], trajectory.denoised[k]
         ref_q = (x - d_ref) / s if target == "eps" else d_ref
         for j, P in enumerate(cands):

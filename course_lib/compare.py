@@ -309,8 +309,8 @@ class Comparison:
         ax.set_xlabel("sigma")
         ax.set_ylabel({"r2": "r$^2$ vs reference", "mse": "MSE vs reference"}[metric])
         ax.set_title(f"x0-predictions ({'own trajectories' if self.kind == 'trajectory' else 'single step'}); "
-                     f"median, IQR", fontsize=9)
-        ax.legend(fontsize=8)
+                     f"median, IQR", fontsize=10)
+        ax.legend(fontsize=10)
         return ax
 
 

@@ -312,8 +312,8 @@ def plot_calibration(calibration: NetworkCalibration, rf_curve=None, ax=None, ti
     ax.invert_xaxis()
     ax.set_xlabel(r"$\sigma$ (reverse time flows to the right)")
     ax.set_ylabel("patch size P")
-    ax.set_title(title or calibration.network, fontsize=9)
-    ax.legend(fontsize=7)
+    ax.set_title(title or calibration.network, fontsize=10)
+    ax.legend(fontsize=10)
     return ax
 
 

@@ -289,7 +289,7 @@ class ReceptiveFieldCurve:
         ax.set_xlabel("sigma")
         ax.set_ylabel("effective area $A_{eff}$ (pixels)")
         if label:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=10)
         return ax
 
     def plot_fields(self, pixel: int = 0, hide_center: bool = True, axes=None):
@@ -311,7 +311,7 @@ class ReceptiveFieldCurve:
                 a[i, j] = float("nan")
             ax.imshow(a.numpy(), cmap="magma")
             ax.plot([j], [i], marker="+", color="c", ms=6)
-            ax.set_title(f"σ={f.sigma:.3g}", fontsize=8)
+            ax.set_title(f"σ={f.sigma:.3g}", fontsize=10)
             ax.set_xticks([])
             ax.set_yticks([])
         fig.tight_layout()

@@ -111,7 +111,7 @@ def plot_trajectory(traj, steps=6, which: str = "both", n_images: int = 4, vmin:
             else:
                 ax.axis("off")
             s = traj.sigmas[i] if (name == "x" or sig_hat is None) else sig_hat[i]
-            ax.set_title(f"σ={float(s):.3g}", fontsize=8)
+            ax.set_title(f"σ={float(s):.3g}", fontsize=10)
             if c == 0:
                 ax.set_ylabel("$x_t$" if name == "x" else "$D(x_t)$")
     fig.tight_layout()

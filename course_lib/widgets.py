@@ -5,7 +5,10 @@ values is drawn first (in the cell before, or by :func:`interact_with_static`), 
 book shows it even without a kernel. ipywidgets and matplotlib are imported lazily.
 
 Set the environment variable ``COURSE_NO_WIDGETS=1`` to skip the interactive part (only the static
-figure is drawn); useful when executing notebooks headless (see jupyter/nbclient#312).
+figure is drawn); useful when executing notebooks headless (see jupyter/nbclient#312). With
+``COURSE_CHECK_WIDGETS=1`` as well (tools/build_book.py sets both), :func:`interact` still calls the
+callback once per control at the far end of its range, output discarded, so that every chapter's
+widget callbacks are exercised by `make test` (:func:`check_callback`).
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import math
 import os
 from typing import Callable
 
-__all__ = ["sigma_slider", "widget_defaults", "draw_static", "interact_with_static", "widgets_enabled"]
+__all__ = ["sigma_slider", "widget_defaults", "draw_static", "interact_with_static", "widgets_enabled",
+           "check_callback"]
 
 
 def widgets_enabled() -> bool:
@@ -96,6 +100,45 @@ def interact_with_static(fn: Callable, static: bool = True, **widgets):
     return ui
 
 
+def _far_value(widget):
+    """The value at the other end of a control's range from its current value (None: skip)."""
+    import ipywidgets as w
+
+    if isinstance(widget, w.fixed):
+        return None
+    if isinstance(widget, w.FloatLogSlider):
+        lo, hi = widget.base ** widget.min, widget.base ** widget.max
+        return hi if widget.value != hi else lo
+    if hasattr(widget, "min") and hasattr(widget, "max"):
+        return widget.max if widget.value != widget.max else widget.min
+    options = getattr(widget, "options", None)
+    if options:
+        values = [o[1] if isinstance(o, tuple) and len(o) == 2 else o for o in options]
+        return values[-1] if widget.value != values[-1] else values[0]
+    if isinstance(widget.value, bool):
+        return not widget.value
+    return None
+
+
+def check_callback(fn: Callable, **widgets) -> int:
+    """Call ``fn`` once per control, with that control at the far end of its range and the others at
+    their defaults, discarding output and closing figures; an exception propagates. Returns the number
+    of calls. This is the headless test of a widget's callback."""
+    import matplotlib.pyplot as plt
+    from IPython.utils.capture import capture_output
+
+    defaults, calls = widget_defaults(**widgets), 0
+    for name, abbrev in widgets.items():
+        value = _far_value(_to_widget(name, abbrev))
+        if value is None:
+            continue
+        with capture_output():
+            fn(**{**defaults, name: value})
+        plt.close("all")
+        calls += 1
+    return calls
+
+
 def interact(fn: Callable, **widgets):
     """``ipywidgets.interact`` that is safe to execute headless.
 
@@ -105,6 +148,8 @@ def interact(fn: Callable, **widgets):
     so the rendered book shows the static figure and a pointer to the interactive notebook.
     """
     if not widgets_enabled():
+        if os.environ.get("COURSE_CHECK_WIDGETS", "").strip().lower() in ("1", "true", "yes"):
+            check_callback(fn, **widgets)
         print("Interactive figure: run this notebook in Jupyter to move the controls "
               "(the figure above shows the default values).")
         return None

@@ -16,16 +16,24 @@ Conventions every check follows (and the helpers here enforce):
 """
 from __future__ import annotations
 
+import html
+import json
 import numbers
+import os
+import re
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
-__all__ = ["CheckResult", "run_check", "compare", "number", "integer", "WrongAnswer"]
+__all__ = ["CheckResult", "run_check", "compare", "number", "integer", "WrongAnswer", "LOG_ENV"]
 
 _STATUSES = {"correct": "#1a7f37", "wrong": "#cf222e", "not attempted": "#6e7781", "checker error": "#9a6700"}
 _ULPS = 64  # a float answer may differ from the reference by this many ulps of its own dtype
+#: environment variable naming a file to which every check appends one JSON line (set by the runner,
+#: ``python -m course_lib.exercises``, and by ``tools/build_book.py``)
+LOG_ENV = "COURSE_EXERCISE_LOG"
+_WRONG_ATTEMPTS: dict[str, int] = {}  # wrong attempts per check in this kernel: the 2nd shows hint2
 
 
 class WrongAnswer(Exception):
@@ -45,21 +53,36 @@ class CheckResult:
     status: str  # "not attempted" | "wrong" | "correct" | "checker error"
     message: str = ""
     name: str = ""
+    hint: str = ""   # shown with a wrong answer
+    hint2: str = ""  # a second, more explicit hint, shown from the second wrong attempt on
 
     @property
     def correct(self) -> bool:
         return self.status == "correct"
 
-    def __str__(self):
-        head = self.status
+    def _lines(self) -> list[str]:
         label = f"[{self.name}] " if self.name else ""
-        return f"{label}{head}" + (f": {self.message}" if self.message else "")
+        lines = [f"{label}{self.status}" + (f": {self.message}" if self.message else "")]
+        if self.status == "wrong" and self.hint:
+            lines.append(f"Hint: {self.hint}")
+        if self.status == "wrong" and self.hint2:
+            lines.append(f"Second hint: {self.hint2}")
+        return lines
+
+    def __str__(self):  # plain text: `code` markup printed without its backticks
+        return "\n".join(re.sub(r"`([^`]*)`", r"\1", line) for line in self._lines())
 
     __repr__ = __str__
 
     def _repr_html_(self):
         color = _STATUSES[self.status]
-        return f'<p style="color:{color}"><b>{self}</b></p>'
+        code = r'<code style="color:inherit;background:none">\1</code>'  # readable in dark mode too
+        lines = [re.sub(r"`([^`]*)`", code, html.escape(line, quote=False)) for line in self._lines()]
+        rest = "".join(f"<br>{line}" for line in lines[1:])
+        return f'<p style="color:{color}"><b>{lines[0]}</b>{rest}</p>'
+
+    def to_json(self) -> str:
+        return json.dumps({"name": self.name, "status": self.status, "message": self.message})
 
 
 def _describe(v) -> str:
@@ -169,35 +192,46 @@ def _wrap_reader(body: Callable):
     return restore
 
 
-def run_check(name: str, body: Callable[[], str | None]) -> CheckResult:
+def run_check(name: str, body: Callable[[], str | None], hint: str = "", hint2: str = "") -> CheckResult:
     """Run ``body()``, which calls the reader's function and returns None (correct) or a reason.
 
     ``NotImplementedError`` from the reader's stub becomes "not attempted"; an exception raised by the
     reader's function (the body's closure variable ``fn``) becomes "wrong" with the exception in the
     message, and :class:`WrongAnswer` "wrong" with its reason. Any other exception is the checker's
-    own failure: status "checker error", with what the reader's function last returned.
+    own failure: status "checker error", with what the reader's function last returned. A wrong answer
+    shows ``hint``; from the second wrong attempt at the same check on, also ``hint2``. When the
+    environment variable ``COURSE_EXERCISE_LOG`` names a file, the result is appended to it as a JSON
+    line (this is how ``python -m course_lib.exercises`` collects results).
     """
     restore = _wrap_reader(body)
     try:
         reason = body()
+        status = "correct" if reason is None else "wrong"
     except NotImplementedError:
-        return CheckResult("not attempted", "replace the `raise NotImplementedError` with your code", name)
+        status, reason = "not attempted", "replace the `raise NotImplementedError` with your code"
     except _ReaderRaised as e:  # the reader's code failed: report it as a wrong answer
-        return CheckResult("wrong", f"your function raised {type(e.exc).__name__}: {e.exc}", name)
+        status, reason = "wrong", f"your function raised {type(e.exc).__name__}: {e.exc}"
     except WrongAnswer as e:
-        return CheckResult("wrong", str(e), name)
+        status, reason = "wrong", str(e)
     except Exception as exc:
         if restore is None:  # no `fn` to tell the reader's code from the checker's: blame neither wrongly
-            return CheckResult("wrong", f"the check failed with {type(exc).__name__}: {exc} (your function, or "
-                               f"what it returned, may have caused it)", name)
-        last = restore().get("last", "<nothing>")
-        restore = None
-        return CheckResult("checker error", f"the check itself failed with {type(exc).__name__}: {exc}; your "
-                           f"function returned {_describe(last)}. If that looks right, this is a bug in the "
-                           f"course's check, not in your code", name)
+            status, reason = "wrong", (f"the check failed with {type(exc).__name__}: {exc} (your function, or "
+                                       f"what it returned, may have caused it)")
+        else:
+            last = restore().get("last", "<nothing>")
+            restore = None
+            status, reason = "checker error", (
+                f"the check itself failed with {type(exc).__name__}: {exc}; your function returned "
+                f"{_describe(last)}. If that looks right, this is a bug in the course's check, not in your code")
     finally:
         if restore is not None:
             restore()
-    if reason is None:
-        return CheckResult("correct", "", name)
-    return CheckResult("wrong", reason, name)
+    res = CheckResult(status, reason or "", name)
+    if status == "wrong":
+        _WRONG_ATTEMPTS[name] = _WRONG_ATTEMPTS.get(name, 0) + 1
+        res.hint = hint
+        res.hint2 = hint2 if _WRONG_ATTEMPTS[name] >= 2 else ""
+    if os.environ.get(LOG_ENV):
+        with open(os.environ[LOG_ENV], "a") as f:
+            f.write(res.to_json() + "\n")
+    return res

@@ -60,7 +60,9 @@ def check_vp_to_ve(fn) -> CheckResult:
             return r + " (the VE point must equal x0 + sigma * eps for the same x0 and eps)"
         return compare(x, x0 + sigma_ref.view(-1, 1, 1, 1) * eps, "x - (x0 + sigma eps)", rtol=1e-6, atol=1e-9)
 
-    return run_check("vp_to_ve", body)
+    return run_check("vp_to_ve", body,
+                     hint='Write x_t = sqrt(alpha_bar) (x0 + sigma eps) and read off sigma.',
+                     hint2='sigma = sqrt((1 - alpha_bar) / alpha_bar) and x = x_t / sqrt(alpha_bar); reshape alpha_bar to (B, 1, 1, 1) to broadcast.')
 
 
 def check_tweedie(fn) -> CheckResult:
@@ -76,7 +78,9 @@ def check_tweedie(fn) -> CheckResult:
                 return r + " (the score points toward the data; its weight is the noise variance)"
         return None
 
-    return run_check("tweedie", body)
+    return run_check("tweedie", body,
+                     hint='Tweedie: the posterior mean is x plus a multiple of the score.',
+                     hint2='E[x0 | x] = x + sigma**2 * score.')
 
 
 def check_euler_step(fn) -> CheckResult:
@@ -95,4 +99,6 @@ def check_euler_step(fn) -> CheckResult:
                 return r + hint
         return None
 
-    return run_check("euler_step", body)
+    return run_check("euler_step", body,
+                     hint='The PF-ODE in the VE convention is dx/dsigma = (x - D(x, sigma)) / sigma.',
+                     hint2='x_next = x + (sigma_next - sigma) * (x - D(x, sigma)) / sigma.')

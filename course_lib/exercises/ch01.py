@@ -70,7 +70,9 @@ def check_posterior_weights(fn) -> CheckResult:
                     r += " (the rows sum to 1; check the 2 sigma^2 in the Gaussian exponent)"
                 return r
         return None
-    return run_check("posterior_weights", body)
+    return run_check("posterior_weights", body,
+                     hint='Each training image is a Gaussian of variance sigma^2 around it; the weights are a softmax over the N images.',
+                     hint2='w = softmax(-|x_b - x_i|^2 / (2 sigma^2)) over i; torch.cdist(x, train)**2 gives the squared distances.')
 
 
 def check_streaming_softmax_mean(fn) -> CheckResult:
@@ -93,7 +95,9 @@ def check_streaming_softmax_mean(fn) -> CheckResult:
         out = fn(logits, values)
         ref = torch.softmax(torch.cat(logits, 1), 1) @ torch.cat(values, 0)
         return compare(out, ref, "softmax mean (moderate logits)", rtol=1e-9, atol=1e-12)
-    return run_check("streaming_softmax_mean", body)
+    return run_check("streaming_softmax_mean", body,
+                     hint='Never exponentiate a raw logit: keep a running maximum over the chunks.',
+                     hint2='Keep m, the sum s of exp(l - m) and the weighted sum v; when a chunk raises m to m_new, multiply s and v by exp(m - m_new).')
 
 
 def check_kernel_smoothed_score(fn) -> CheckResult:
@@ -109,7 +113,9 @@ def check_kernel_smoothed_score(fn) -> CheckResult:
                 return r + " (each training point becomes N(x_i, s^2 I); noise adds sigma^2: the mixture " \
                            "has variance sigma^2 + s^2 in both the weights and the denominator)"
         return None
-    return run_check("kernel_smoothed_score", body)
+    return run_check("kernel_smoothed_score", body,
+                     hint='Smoothing each training point with N(0, s^2 I) and then adding noise sigma gives a Gaussian mixture.',
+                     hint2='The mixture has variance tau^2 = sigma^2 + s^2: score = (softmax(-|x - x_i|^2 / (2 tau^2)) @ train - x) / tau^2.')
 
 
 def check_critical_smoothing(fn) -> CheckResult:
@@ -120,4 +126,6 @@ def check_critical_smoothing(fn) -> CheckResult:
             return (f"got {v:.4g}: write D_s(x, sigma -> 0) = P(x + s z > 0) - P(x + s z < 0) and ask when "
                     "its slope at the barycenter x = 0 drops below 1")
         return None
-    return run_check("critical_smoothing", body)
+    return run_check("critical_smoothing", body,
+                     hint='At sigma -> 0 the smoothed denoiser of two images at -1 and +1 is 2 Phi(x / s) - 1.',
+                     hint2='The barycenter x = 0 attracts the flow when the slope of D at 0, 2 phi(0) / s, is below 1: solve 2 phi(0) / s = 1.')

@@ -74,7 +74,9 @@ def check_wiener_denoiser(fn) -> CheckResult:
                           reference_wiener_denoiser(x, mu, Sigma, sigma), f"D(x, sigma={sigma})", rtol=1e-6, atol=1e-8)
             if why:
                 return why + " (hint: D = mu + Sigma (Sigma + sigma^2 I)^-1 (x - mu); sigma enters squared)"
-    return run_check("wiener_denoiser", body)
+    return run_check("wiener_denoiser", body,
+                     hint='The posterior mean of a Gaussian prior N(mu, Sigma) under noise sigma^2 I is linear in x.',
+                     hint2='D = mu + Sigma (Sigma + sigma^2 I)^-1 (x - mu); use torch.linalg.solve rather than an explicit inverse.')
 
 
 def check_closed_form_path(fn) -> CheckResult:
@@ -88,7 +90,9 @@ def check_closed_form_path(fn) -> CheckResult:
                           rtol=1e-6, atol=1e-8)
             if why:
                 return why + " (hint: each PC coordinate scales by sqrt((sigma^2 + lam_k)/(sigma_T^2 + lam_k)))"
-    return run_check("closed_form_path", body)
+    return run_check("closed_form_path", body,
+                     hint='In the eigenbasis U of Sigma the PF-ODE decouples into one scalar ODE per mode.',
+                     hint2='Coordinate k of U^T (x - mu) scales by sqrt((sigma^2 + lam_k) / (sigma_T^2 + lam_k)).')
 
 
 def check_power_law_rf(fn) -> CheckResult:
@@ -99,7 +103,9 @@ def check_power_law_rf(fn) -> CheckResult:
                           f"RF(N={N}, sigma={sigma})", rtol=1e-6, atol=1e-9)
             if why:
                 return why + " (hint: c = sqrt(A)/sigma; the -sigma^2/(sigma^2+lam0) term corrects the m = 0 mode)"
-    return run_check("power_law_rf", body)
+    return run_check("power_law_rf", body,
+                     hint="Sum the Wiener filter's Fourier factors lam_m / (lam_m + sigma^2) over the modes m.",
+                     hint2='With c = sqrt(A) / sigma the sum is pi c cosh(pi c (1 - |k| / (N/2))) / sinh(pi c) / N, minus the m = 0 correction sigma^2 / (sigma^2 + lam0) / N.')
 
 
 def check_mode_learning_curve(fn) -> CheckResult:
@@ -111,4 +117,6 @@ def check_mode_learning_curve(fn) -> CheckResult:
                           f"W_kk(tau={tau}, sigma={sigma})", rtol=1e-6, atol=1e-9)
             if why:
                 return why + " (hint: the relaxation rate of mode k is 2 eta (sigma^2 + lam_k))"
-    return run_check("mode_learning_curve", body)
+    return run_check("mode_learning_curve", body,
+                     hint='Each mode k relaxes exponentially from 0 to the Wiener factor lam_k / (lam_k + sigma^2).',
+                     hint2='W_kk(tau) = w* (1 - exp(-2 eta tau (sigma^2 + lam_k))).')

@@ -78,7 +78,9 @@ def check_silverstein_kappa(fn) -> CheckResult:
                 hint = (" (hint: kappa >= lam; for lam = 0 and d > n take the positive root, df1(kappa) = n)"
                         if lam == 0 else " (hint: gamma = d/n and tr is the normalised trace Tr/d)")
                 return f"kappa(lam={lam}, n={n}) = {got:.6g}, expected {ref:.6g}" + hint
-    return run_check("silverstein_kappa", body)
+    return run_check("silverstein_kappa", body,
+                     hint='kappa solves kappa - lam = (kappa / n) sum_k s_k / (s_k + kappa), and kappa >= lam.',
+                     hint2='The left side minus the right side is increasing in kappa: bisect on [lam, lam + sum(s) / n].')
 
 
 def check_overshrinkage(fn) -> CheckResult:
@@ -90,7 +92,9 @@ def check_overshrinkage(fn) -> CheckResult:
                           rtol=1e-7, atol=1e-12)
             if why:
                 return why + " (hint: the ridge of the Silverstein equation is lam = sigma^2)"
-    return run_check("overshrinkage", body)
+    return run_check("overshrinkage", body,
+                     hint='The averaged Wiener filter is the population filter with sigma^2 replaced by the renormalised ridge kappa.',
+                     hint2='factors = s / (s + kappa(sigma^2)), with kappa from the Silverstein equation at lam = sigma^2.')
 
 
 def check_two_point_variance(fn) -> CheckResult:
@@ -107,7 +111,9 @@ def check_two_point_variance(fn) -> CheckResult:
                 return (f"Var(sigma={sigma}, n={n}) = {got:.6g}, expected {ref:.6g} (hint: kappa^2/(n - df2(kappa)) "
                         f"times diamond(v) diamond(w) PLUS diamond(v, w)^2, with diamond(a, b) = a^T Sigma "
                         f"(Sigma + kappa)^-2 b)")
-    return run_check("two_point_variance", body)
+    return run_check("two_point_variance", body,
+                     hint='The variance is a product of the one-point diamonds plus a squared cross term.',
+                     hint2='kappa^2 / (n - df2(kappa)) * (diamond(v) diamond(w) + diamond(v, w)^2), diamond(a, b) = a^T Sigma (Sigma + kappa)^-2 b.')
 
 
 def check_mc_trace(fn) -> CheckResult:
@@ -126,4 +132,6 @@ def check_mc_trace(fn) -> CheckResult:
             if not math.isfinite(got) or abs(got - de) > 4 * se + 0.5 / len(s) * de:
                 return (f"estimate {got:.5g} for lam={lam} is far from the deterministic equivalent {de:.5g} "
                         f"(hint: Sigma_hat = X^T X / n with X (n, d) drawn with variances s; tr = Tr/d)")
-    return run_check("mc_trace", body)
+    return run_check("mc_trace", body,
+                     hint='Draw n_sets data sets X of shape (n, d) with column variances s, and average the normalised trace.',
+                     hint2='Sigma_hat = X^T X / n; tr[Sigma_hat (Sigma_hat + lam)^-1] / d is the mean of ell / (ell + lam) over its eigenvalues ell.')

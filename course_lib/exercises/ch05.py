@@ -61,7 +61,9 @@ def check_locally_consistent(fn) -> CheckResult:
                              f"the mask of a {H}x{W} image")) is not None:
                 return r + " (wrap around the borders: the window is circular)"
         return None
-    return run_check("locally_consistent", body)
+    return run_check("locally_consistent", body,
+                     hint='Sum the 9 pixels of each circular 3 x 3 window: the sign of the sum is the majority colour.',
+                     hint2='torch.roll(img, (i, j), (0, 1)) for i, j in {-1, 0, 1} wraps around the borders.')
 
 
 def check_els_pixel(fn) -> CheckResult:
@@ -77,7 +79,9 @@ def check_els_pixel(fn) -> CheckResult:
                 return r + (" (average the CENTRE pixels of all N*H*W circular patches, weighted by "
                             "softmax(-|patch - p|^2 / (2 sigma^2)))")
         return None
-    return run_check("els_pixel", body)
+    return run_check("els_pixel", body,
+                     hint='ELS compares the patch with every circular P x P patch of every training image, at every location.',
+                     hint2='Extract all N*H*W circular patches, weight them by softmax(-|patch - p|^2 / (2 sigma^2)) and average their centre pixels.')
 
 
 def check_dictionary_size(fn) -> CheckResult:
@@ -92,4 +96,6 @@ def check_dictionary_size(fn) -> CheckResult:
             if integer(got, f"the dictionary size of pixel ({r}, {c})") != exp:
                 return f"pixel ({r}, {c}) of a {H}x{W} image with P={P}: got {got}, expected {exp}"
         return None
-    return run_check("dictionary_size", body)
+    return run_check("dictionary_size", body,
+                     hint='With zero padding a patch near the border is distinguishable by how far it reaches past the border.',
+                     hint2='Rows (and columns) are equivalent when their patches cross the border by the same offset; count equivalent rows times equivalent columns.')

@@ -96,6 +96,10 @@ def test_backend_choice_and_errors():
     with pytest.raises(ValueError, match="no fused attention kernel"):
         attention.use_attention("attention", "cpu", torch.float16, 16, 1.0, 1.0, 1.0)
     assert not attention.use_attention("stream", "cpu", torch.float32, 16, 1.0, 1.0, 1.0)
+    # head dims above the device's auto ceiling stream (CPU: the ideal denoiser at d = 784), unless forced
+    assert attention.use_attention("auto", "cpu", torch.float32, 128, 1.0, 1.0, 1.0)
+    assert not attention.use_attention("auto", "cpu", torch.float32, 792, 1.0, 1.0, 1.0)
+    assert attention.use_attention("attention", "cpu", torch.float32, 792, 1.0, 1.0, 1.0)
     Y, _ = _data()
     for make in (lambda b: IdealDenoiser(Y, backend=b), lambda b: LocalDenoiser(Y, 3, backend=b),
                  lambda b: EquivariantLocalDenoiser(Y, 3, backend=b)):

@@ -48,6 +48,13 @@ def _worker(rank, world, init_file):
         assert torch.allclose(got["max_weight"], want["max_weight"], rtol=1e-10)
         with pytest.raises(NotImplementedError, match="shard"):
             ideal.nearest(x)
+        # class-conditional: rank 0's shard holds no image of label 1, rank 1's none of label 0
+        labels = torch.tensor([0] * 4 + [1] * 5)
+        cond = IdealDenoiser(mine, labels=distributed.shard(labels), process_group=dist.group.WORLD)
+        full = IdealDenoiser(Y, labels=labels)
+        for y in (0, 1):
+            assert torch.allclose(cond.conditional(y)(x, sigma), full.conditional(y)(x, sigma), rtol=1e-10)
+            assert torch.allclose(cond.log_density(x, sigma, y=y), full.log_density(x, sigma, y=y), rtol=1e-12)
     finally:
         dist.destroy_process_group()
 

@@ -100,6 +100,9 @@ def test_backend_choice_and_errors():
     assert attention.use_attention("auto", "cpu", torch.float32, 128, 1.0, 1.0, 1.0)
     assert not attention.use_attention("auto", "cpu", torch.float32, 792, 1.0, 1.0, 1.0)
     assert attention.use_attention("attention", "cpu", torch.float32, 792, 1.0, 1.0, 1.0)
+    ls = attention.LS_AUTO_MAX_HEAD_DIM  # LS's box filters win on a CPU from P = 7 (E = 56)
+    assert attention.use_attention("auto", "cpu", torch.float32, 16, 1.0, 1.0, 1.0, ls)
+    assert not attention.use_attention("auto", "cpu", torch.float32, 56, 1.0, 1.0, 1.0, ls)
     Y, _ = _data()
     for make in (lambda b: IdealDenoiser(Y, backend=b), lambda b: LocalDenoiser(Y, 3, backend=b),
                  lambda b: EquivariantLocalDenoiser(Y, 3, backend=b)):

@@ -19,7 +19,8 @@ dimension E, a multiple of 8 (the kernels want equal, aligned head dims; zeros c
 (CPU: float32/float64; CUDA: float32/float16/bfloat16), has not rejected this head dimension before,
 the head dimension is at most ``AUTO_MAX_HEAD_DIM`` for the device (CPU 128: measured on 2 cores,
 the flash kernel beats the streaming path by 1.2-7x for ELS at E = 16..128 but takes 2x its time for
-the ideal denoiser at E = 792, 32 queries; CUDA 256, the largest head dim of the tuned kernels), and
+the ideal denoiser at E = 792, 32 queries; CUDA 256, the largest head dim of the tuned kernels; LS,
+whose streaming path is a box filter, only up to E = 32 on a CPU), and
 the logits are representable: the rounding floor of a logit in the kernel's dtype,
 u |q'| |k'| <= u (|q| K + K^2 / 2) / sigma^2 with K = sqrt(d) max|pixel|, must stay below
 ``LOGIT_TOL`` (0.01). Otherwise, or with ``backend="stream"``, the machine runs its streaming path
@@ -43,6 +44,9 @@ __all__ = ["BACKENDS", "LOGIT_TOL", "AUTO_MAX_HEAD_DIM", "check_backend", "kerne
 BACKENDS = ("auto", "attention", "stream")
 LOGIT_TOL = 1e-2
 AUTO_MAX_HEAD_DIM = {"cpu": 128, "cuda": 256}
+# LS streams through box filters, O(P) per pair against the kernel's O(P^2): on a CPU (N = 200, B = 6,
+# one thread) the kernel was 3.1x faster at P = 3 (E = 16), 0.93x at P = 7 and 0.74x at P = 11
+LS_AUTO_MAX_HEAD_DIM = {"cpu": 32, "cuda": 256}
 # keys (and values) held per kernel call, in elements: 64 MiB of float32 keys on a CPU, 1 GiB on a GPU
 KEY_BUDGET_CPU, KEY_BUDGET_GPU = 2**24, 2**28
 _REJECTED: set = set()   # (device type, dtype, E) whose kernel call raised: streamed from then on
@@ -105,7 +109,7 @@ def logit_floor(dtype, q_norm: float, k_norm: float, sigma_min: float) -> float:
 
 
 def use_attention(backend: str, device, dtype, E: int, q_norm: float, k_norm: float,
-                  sigma_min: float) -> bool:
+                  sigma_min: float, ceiling: dict | None = None) -> bool:
     """The automatic choice (see the module docstring); ``backend="attention"`` raises if impossible."""
     if check_backend(backend) == "stream":
         return False
@@ -121,7 +125,7 @@ def use_attention(backend: str, device, dtype, E: int, q_norm: float, k_norm: fl
         return False
     if backend == "attention":
         return True
-    return (E <= AUTO_MAX_HEAD_DIM.get(kind, 0)
+    return (E <= (ceiling or AUTO_MAX_HEAD_DIM).get(kind, 0)
             and logit_floor(dtype, q_norm, k_norm, sigma_min) <= LOGIT_TOL)
 
 
@@ -213,7 +217,7 @@ def ls_states(machine, x: torch.Tensor, sigma: torch.Tensor, P: int) -> OnlineSo
     E = head_dim(d)
     Q = extract_patches(x, P, machine.boundary)  # (B, L, d)
     if not use_attention(machine.backend, x.device, x.dtype, E, _norm_max(Q),
-                         math.sqrt(d) * t.amax, float(sigma.min())):
+                         math.sqrt(d) * t.amax, float(sigma.min()), LS_AUTO_MAX_HEAD_DIM):
         return None
     q = _augment(Q, E, (1.0 / sigma**2).view(B, 1, 1)).transpose(0, 1).unsqueeze(0)  # (1, L, B, E)
     n_max = machine.train.chunk_size or max(1, key_budget(x.device) // (3 * L * E))

@@ -1,5 +1,4 @@
 """A training set sharded over 2 CPU processes (gloo) gives the single-process machines exactly."""
-
 import pytest
 import torch
 import torch.distributed as dist

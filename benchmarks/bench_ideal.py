@@ -4,6 +4,10 @@
    bare ``torch.matmul`` of the same (B x d) @ (d x N) shape, measured in the same run. The exact
    posterior mean needs TWO products of that size (distances x.Y^T, then weights @ Y), so ~2x is the
    floor for a full pass; chunks whose weights underflow to exactly 0 are skipped (small sigma).
+   The attention backend (``backend="attention"``: one fused SDPA kernel per key chunk, merged through
+   its log-sum-exp; :mod:`course_lib.denoisers.attention`) is timed against the same floor. Its
+   precision floor is printed: ``auto`` streams where it exceeds 0.01 or where the head dimension is
+   above the device's ceiling (on a CPU: d + 1 > 128, so not for MNIST-sized images).
 2. Peak extra memory of one call at N and 4N training images (the training set itself excluded), for
    the streaming denoiser and for a one-shot softmax over a (B x N) logit matrix. On CUDA it uses
    the allocator's peak statistics; on CPU each measurement runs in a fresh subprocess that resets
@@ -26,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_lib.config import get_device  # noqa: E402
 from course_lib.denoisers import IdealDenoiser  # noqa: E402
+from course_lib.denoisers.attention import logit_floor  # noqa: E402
 from course_lib.denoisers.ideal import auto_chunk_size  # noqa: E402
 
 
@@ -64,7 +69,8 @@ GOAL = 1.5   # Chapter 1's issue: at most 1.5x a bare matmul of the same shape
 
 def timing(N, B, d, dev, repeats, chunk_size):
     Y, x = make(N, B, d, dev)
-    D = IdealDenoiser(Y.reshape(N, 1, 1, d), chunk_size=chunk_size)
+    D = IdealDenoiser(Y.reshape(N, 1, 1, d), chunk_size=chunk_size, backend="stream")
+    Da = IdealDenoiser(Y.reshape(N, 1, 1, d), chunk_size=chunk_size, backend="attention")
     xi = x.reshape(B, 1, 1, d)
     t_mm = best_time(lambda: torch.matmul(x, Y.T), dev, repeats)
     t_2mm = best_time(lambda: torch.matmul(torch.matmul(x, Y.T), Y), dev, repeats)
@@ -75,9 +81,14 @@ def timing(N, B, d, dev, repeats, chunk_size):
     for sigma in (80.0, 5.0, 1.0, 0.05):
         t = best_time(lambda: D(xi, sigma), dev, repeats)
         t1 = best_time(lambda: one_shot(x, Y, sigma), dev, repeats)
+        ta = best_time(lambda: Da(xi, sigma), dev, repeats)
+        err = (Da(xi, sigma) - D(xi, sigma)).abs().max().item()
+        fl = logit_floor(x.dtype, float(x.norm(dim=-1).max()), float(Y.norm(dim=-1).max()), sigma)
         print(f"  sigma={sigma:6g}: IdealDenoiser {1e3 * t:8.2f} ms  ratio to matmul {t / t_mm:5.2f}x "
               f"(goal {GOAL}x: {'met' if t / t_mm <= GOAL else 'not met'}), to the two products "
               f"{t / t_2mm:5.2f}x  (one-shot softmax {t1 / t_mm:5.2f}x)")
+        print(f"  {'':14s}attention {1e3 * ta:8.2f} ms  ratio to matmul {ta / t_mm:5.2f}x, to the two "
+              f"products {ta / t_2mm:5.2f}x, max|attention - stream| {err:.1e}, logit floor {fl:.1e}")
     print(f"  an exact full pass needs the two products ({t_2mm / t_mm:.2f}x one matmul in this run), so the "
           f"{GOAL}x goal needs that ratio below {GOAL} (BLAS-dependent) or skipped chunks (small sigma); "
           f"'to the two products' is the denoiser's own overhead")

@@ -9,9 +9,15 @@ and keeps, for every query, the running maximum ``m``, the rescaled normaliser `
 and the rescaled accumulator ``acc = sum exp(l - m) v``. When a chunk raises the maximum to ``m'``,
 the old sums are multiplied by ``exp(m - m')``: the result is the softmax over the whole set (not a
 per-chunk softmax), exact up to floating-point rounding, with memory independent of N.
+
+Two states over disjoint item sets merge exactly (:meth:`OnlineSoftmax.merge`): rescale both to the
+larger maximum and add. This is how fused attention kernels' outputs (a normalised mean and its
+log-sum-exp, :meth:`OnlineSoftmax.from_mean`) are chained over chunks, and how shards of a training
+set held by different processes are combined (:mod:`course_lib.distributed`).
 """
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -76,6 +82,60 @@ class OnlineSoftmax:
             self.acc = self.acc * scale.unsqueeze(-1) + part
         self.m = m_new
         self._shift = shift
+
+    @classmethod
+    def from_mean(cls, mean: torch.Tensor, lse: torch.Tensor) -> "OnlineSoftmax":
+        """The state of a finished softmax average: ``mean`` (..., d) and its log-sum-exp ``lse`` (...).
+
+        Stored as shift = lse, s = 1, acc = mean (s = acc = 0 where lse = -inf: no item). Its ``m`` is
+        the log-sum-exp, not the largest logit, so it has no entropy and no max weight; it merges.
+        """
+        if mean.shape[:-1] != lse.shape:
+            raise ValueError(f"lse must have shape {tuple(mean.shape[:-1])} (mean's without the last "
+                             f"axis), got {tuple(lse.shape)}")
+        osm = cls()
+        lse = lse.to(mean.dtype)
+        finite = torch.isfinite(lse)
+        osm.m = torch.where(finite, lse, torch.full_like(lse, -math.inf))
+        osm._shift = torch.where(finite, lse, torch.zeros_like(lse))
+        osm.s = finite.to(mean.dtype)
+        osm.acc = torch.where(finite.unsqueeze(-1), mean, torch.zeros_like(mean))
+        return osm
+
+    def merge(self, other: "OnlineSoftmax") -> "OnlineSoftmax":
+        """Absorb the state of a disjoint set of items (in place; returns self).
+
+        With M = max(m_a, m_b): s = s_a e^{m_a - M} + s_b e^{m_b - M}, likewise acc, and the entropy
+        accumulator sum w (l - M) = sum_k e^{m_k - M} (wl_k + (m_k - M) s_k). Exact up to rounding.
+        """
+        if other.m is None:
+            return self
+        if self.m is None:
+            self.m, self._shift, self.s, self.acc, self.wl = (other.m, other._shift, other.s,
+                                                              other.acc, other.wl)
+            self.track_entropy = other.track_entropy
+            return self
+        if self.m.shape != other.m.shape or self.acc.shape != other.acc.shape:
+            raise ValueError(f"cannot merge states of shapes {tuple(self.acc.shape)} and "
+                             f"{tuple(other.acc.shape)}")
+        if self.track_entropy != other.track_entropy:
+            raise ValueError("cannot merge a state that tracks the entropy with one that does not")
+        m = torch.maximum(self.m, other.m)
+        shift = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+        sa, sb = self._rescale(shift), other._rescale(shift)
+        if self.track_entropy:
+            self.wl = (sa * (self.wl + (self._shift - shift) * self.s)
+                       + sb * (other.wl + (other._shift - shift) * other.s))
+        self.s = self.s * sa + other.s * sb
+        self.acc = self.acc * sa.unsqueeze(-1) + other.acc * sb.unsqueeze(-1)
+        self.m, self._shift = m, shift
+        return self
+
+    def _rescale(self, shift: torch.Tensor) -> torch.Tensor:
+        """exp(own shift - shift), and 0 where this state has no item (m = -inf: s = acc = 0)."""
+        finite = torch.isfinite(self.m)
+        own = torch.where(finite, self._shift, shift)
+        return torch.where(finite, torch.exp(own - shift), torch.zeros_like(shift))
 
     def _check(self):
         if self.m is None:

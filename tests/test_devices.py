@@ -85,3 +85,27 @@ def test_streaming_budgets_are_device_dependent_and_independent_of_n():
 
     assert logit_budget("cpu") == 2**23 and logit_budget("cuda") == 2**26
     assert auto_chunk_size(64, "cpu") == 1024 and auto_chunk_size(64, "cuda") == 2**24 // 64
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA checks of the attention backend")
+@pytest.mark.parametrize("sigma", [1e-2, 1.0, 1e2])
+def test_attention_backend_on_cuda(data, sigma):
+    """CUDA's memory-efficient kernel (float32) against the float64 CPU reference: no worse than the
+    CUDA streaming path (x4, + 1e-5), for every machine; auto picks the kernel where it applies."""
+    from course_lib.denoisers import attention
+
+    train, x0, g = data
+    x = x0 + sigma * torch.randn(x0.shape, generator=g, dtype=F64)
+    makers = {"ideal": lambda t, b: IdealDenoiser(t, chunk_size=64, backend=b),
+              "ELS": lambda t, b: EquivariantLocalDenoiser(t, 3, boundary="circular", backend=b),
+              "ELS-zeros": lambda t, b: EquivariantLocalDenoiser(t, 5, boundary="zeros", backend=b),
+              "LS": lambda t, b: LocalDenoiser(t, 5, boundary="zeros", backend=b)}
+    xc = x.to("cuda", torch.float32)
+    for k, make in makers.items():
+        ref = make(train, "stream")(x, sigma)
+        att = make(train.to("cuda", torch.float32), "attention")(xc, sigma).double().cpu()
+        st = make(train.to("cuda", torch.float32), "stream")(xc, sigma).double().cpu()
+        err_a, err_s = (att - ref).abs().max().item(), (st - ref).abs().max().item()
+        assert err_a <= 4 * err_s + 1e-5, (k, sigma, err_a, err_s)
+    assert attention.use_attention("auto", "cuda", torch.float32, 16, 3.0, 3.0, 1.0)
+    assert not attention.use_attention("auto", "cuda", torch.float64, 16, 3.0, 3.0, 1.0)

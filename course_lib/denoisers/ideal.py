@@ -27,8 +27,10 @@ import math
 
 import torch
 
+from .. import distributed
 from ..softmax import OnlineSoftmax, squared_distances
 from ..validate import as_int, check_finite, check_float_dtype
+from . import attention
 from .base import Denoiser, check_images, check_query, sigma_batch, sigma_view
 
 __all__ = ["IdealDenoiser", "ClassConditionalDenoiser", "underflow_gap"]
@@ -72,10 +74,16 @@ class IdealDenoiser(Denoiser):
         error is measured by :meth:`topk_error`).
     dtype : optional storage dtype (e.g. ``torch.float64`` for tests); queries are computed in the
         query's dtype, training chunks are cast to it on the fly.
+    backend : ``"auto"`` (default: :meth:`denoise` runs as a fused attention kernel where
+        :mod:`course_lib.denoisers.attention` allows), ``"attention"`` or ``"stream"`` (the reference).
+    process_group : a ``torch.distributed`` group: ``train_images`` (and ``labels``) are this rank's
+        shard, and :meth:`denoise`, :meth:`stream`, :meth:`log_density` and :meth:`posterior_stats`
+        return the result for the union of all shards on every rank (:mod:`course_lib.distributed`).
     """
 
     def __init__(self, train_images: torch.Tensor, chunk_size: int | None = None, labels=None,
-                 topk: int | None = None, dtype: torch.dtype | None = None):
+                 topk: int | None = None, dtype: torch.dtype | None = None, backend: str = "auto",
+                 process_group=None):
         check_images(train_images, "train_images")
         check_finite(train_images, "train_images")
         self.shape = tuple(train_images.shape[1:])
@@ -96,6 +104,8 @@ class IdealDenoiser(Denoiser):
         if topk is not None:
             topk = as_int(topk, f"topk (N={self.N} training images)", 1, self.N)
         self.topk = topk
+        self.backend = attention.check_backend(backend)
+        self.process_group = process_group
         self._cache = {}
 
     def __repr__(self):
@@ -112,6 +122,11 @@ class IdealDenoiser(Denoiser):
             Y = self.Y.to(device=like.device, dtype=like.dtype)
             self._cache = {key: (Y, (Y * Y).sum(-1))}
         return self._cache[key]
+
+    def _local_only(self, what: str):
+        if self.process_group is not None:
+            raise NotImplementedError(f"{what} (and top-k) use this rank's shard only: build the "
+                                      "IdealDenoiser without process_group for it")
 
     def _flat(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != self.shape:
@@ -130,7 +145,7 @@ class IdealDenoiser(Denoiser):
         if y.shape != (B,):
             raise ValueError(f"y must be an int or a ({B},) tensor of labels, got shape {tuple(y.shape)}")
         missing = set(y.unique().tolist()) - self._label_set
-        if missing:
+        if missing and self.process_group is None:  # a shard may lack a label: checked after the merge
             raise ValueError(f"y contains labels {sorted(missing)} that no training image has")
         return y
 
@@ -169,6 +184,12 @@ class IdealDenoiser(Denoiser):
                 osm.update(logits, values=Yc)
             else:
                 osm.update(logits, weighted_sum=zero)
+        if self.process_group is not None:  # merge the shards' states; argmax as a global index
+            g = self.process_group
+            m_local = osm.m
+            argmax = argmax + distributed.shard_offset(self.N, g, q.device)
+            distributed.all_reduce_softmax(osm, g)
+            argmax = distributed.all_reduce_argmax(m_local, argmax, osm.m, g)
         osm.argmax = argmax
         return osm
 
@@ -177,7 +198,18 @@ class IdealDenoiser(Denoiser):
         y = self._class_mask(y, x.shape[0], x.device)
         if self.topk is not None:
             return self.topk_denoise(x, sigma, self.topk, y=y)
-        return self.stream(x, sigma, y=y).mean().reshape(x.shape)
+        osm = None
+        if y is None:
+            q = self._flat(x)
+            try:
+                osm = attention.ideal_states(q, sigma, self._train(q)[0], self.backend, self.chunk_size)
+            except attention.KernelRejected:
+                osm = None
+            if osm is not None and self.process_group is not None:
+                osm = distributed.all_reduce_softmax(osm, self.process_group)
+        if osm is None:
+            osm = self.stream(x, sigma, y=y)
+        return osm.mean().reshape(x.shape)
 
     def conditional(self, y) -> "ClassConditionalDenoiser":
         """The class-conditional ideal denoiser: posterior mean over training images with label y."""
@@ -191,6 +223,8 @@ class IdealDenoiser(Denoiser):
         y = self._class_mask(y, x.shape[0], x.device)
         lse = self.stream(x, s, y=y, values=False).logsumexp()
         n = self.N if y is None else (self.labels.to(x.device).unsqueeze(0) == y.unsqueeze(1)).sum(-1)
+        if self.process_group is not None:
+            n = distributed.all_reduce_count(n, self.process_group, x.device)
         return lse - torch.log(torch.as_tensor(n, dtype=x.dtype, device=x.device)) \
             - 0.5 * self.d * torch.log(2 * math.pi * s**2)
 
@@ -211,6 +245,7 @@ class IdealDenoiser(Denoiser):
     def posterior_weights(self, x: torch.Tensor, sigma, y=None) -> torch.Tensor:
         """All N posterior weights w_i(x), shape (B, N) (memory B*N: for diagnostics and small N)."""
         x = check_query(x)
+        self._local_only("posterior_weights")
         s = sigma_batch(sigma, x)
         y = self._class_mask(y, x.shape[0], x.device)
         q = self._flat(x)
@@ -224,6 +259,7 @@ class IdealDenoiser(Denoiser):
         """The k nearest training images of each query: (squared distances (B, k), indices (B, k)),
         ascending, streamed over chunks (memory O(B * (k + chunk_size)))."""
         x = check_query(x)
+        self._local_only("nearest")
         k = as_int(k, f"k (N={self.N} training images)", 1, self.N)
         q = self._flat(x)
         Y, Y_sq = self._train(q)

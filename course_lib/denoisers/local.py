@@ -24,6 +24,11 @@ Every machine is exact: it streams over training images in chunks through
 query, so it cancels in the softmax and is not computed), box-filter convolutions of squared
 differences (LS) or FFT cross-correlations over all shifts (ES). ``patch_size`` is an odd int or a
 function ``sigma -> odd int`` (the coarse-to-fine schedule of Sec. 5.1).
+
+``backend``: ``"auto"`` (default) runs LS and ELS as fused attention kernels when they apply
+(:mod:`course_lib.denoisers.attention`), ``"stream"`` the streaming path (the reference).
+``process_group``: a ``torch.distributed`` group; each rank then holds only its shard of the training
+set and every rank returns the denoiser of the union (:mod:`course_lib.distributed`).
 """
 from __future__ import annotations
 
@@ -32,8 +37,10 @@ import torch.nn.functional as F
 
 from ..patches import (boundary_groups, check_boundary, check_patch_size, describe_patch_size,
                        extract_patches, pad_images, patch_size_groups)
+from ..distributed import all_reduce_softmax
 from ..softmax import OnlineSoftmax
 from ..validate import as_int, check_finite
+from . import attention
 from .base import Denoiser, check_images, check_query
 from .ideal import underflow_gap
 
@@ -60,6 +67,7 @@ class _TrainingSet:
         self.N, self.C, self.H, self.W = self.Y.shape
         self.chunk_size = None if chunk_size is None else as_int(
             chunk_size, "chunk_size (training images per chunk, or None)", 1)
+        self.amax = float(self.Y.abs().amax())  # bounds the patch norms (attention precision rule)
         self._cache = {}
 
     def check_query(self, x: torch.Tensor):
@@ -75,10 +83,10 @@ class _TrainingSet:
             self._cache = {key: self.Y.to(device=like.device, dtype=like.dtype)}
         return self._cache[key]
 
-    def chunks(self, like: torch.Tensor, logits_per_image: int):
-        """Yield (start, chunk) with chunk_size images, or as many as fit the logit budget."""
+    def chunks(self, like: torch.Tensor, logits_per_image: int, n: int | None = None):
+        """Yield (start, chunk) with chunk_size images, or ``n``, or as many as fit the logit budget."""
         Y = self.cast(like)
-        n = self.chunk_size or max(1, logit_budget(like.device) // max(1, logits_per_image))
+        n = n or self.chunk_size or max(1, logit_budget(like.device) // max(1, logits_per_image))
         for start in range(0, self.N, n):
             yield start, Y[start:start + n]
 
@@ -86,8 +94,11 @@ class _TrainingSet:
 class _PatchMachine(Denoiser):
     """Shared driver: validate, split the batch by patch size P(sigma), stream, reassemble."""
 
-    def __init__(self, train_images, patch_size, boundary, chunk_size):
+    def __init__(self, train_images, patch_size, boundary, chunk_size, backend="auto",
+                 process_group=None):
         self.train = _TrainingSet(train_images, chunk_size)
+        self.backend = attention.check_backend(backend)
+        self.process_group = process_group
         if not callable(patch_size):
             check_patch_size(patch_size)
         self.patch_size = patch_size
@@ -119,6 +130,9 @@ class _PatchMachine(Denoiser):
         """
         x = check_query(x)
         self.train.check_query(x)
+        if self.process_group is not None:
+            raise NotImplementedError("nearest() searches this rank's shard only: build the machine "
+                                      "without process_group to search the whole training set")
         P = patch_size if patch_size is not None else self.patch_size
         if callable(P):
             raise ValueError("the machine has a patch-size schedule: pass patch_size=<odd int>")
@@ -136,11 +150,13 @@ class EquivariantLocalDenoiser(_PatchMachine):
         ``"zeros"`` (zero padding: each pixel sees the patches of its boundary class only).
     chunk_size : training images per streamed chunk (default: as many as fit :func:`logit_budget`
         logits, 2^23 on a CPU and 2^26 on a GPU).
+    backend : ``"auto"``, ``"attention"`` or ``"stream"`` (see the module docstring).
+    process_group : ``torch.distributed`` group when ``train_images`` is this rank's shard.
     """
 
     def __init__(self, train_images: torch.Tensor, patch_size, boundary: str = "circular",
-                 chunk_size: int | None = None):
-        super().__init__(train_images, patch_size, boundary, chunk_size)
+                 chunk_size: int | None = None, backend: str = "auto", process_group=None):
+        super().__init__(train_images, patch_size, boundary, chunk_size, backend, process_group)
         self._groups = {}
 
     def groups(self, P: int, device) -> list[torch.Tensor]:
@@ -178,17 +194,29 @@ class EquivariantLocalDenoiser(_PatchMachine):
     def _denoise_P(self, x: torch.Tensor, sigma: torch.Tensor, P: int) -> torch.Tensor:
         B = x.shape[0]
         groups = self.groups(P, x.device)
+        try:
+            states = attention.els_states(self, x, sigma, P)
+        except attention.KernelRejected:
+            states = None
+        if states is None:
+            states = self._stream_states(x, sigma, P)
+        if self.process_group is not None:
+            states = [all_reduce_softmax(osm, self.process_group) for osm in states]
+        out = x.new_empty(B, self.train.H * self.train.W, self.train.C)
+        for idx, osm in zip(groups, states):
+            out[:, idx] = osm.mean()
+        return out.transpose(1, 2).reshape(x.shape)
+
+    def _stream_states(self, x: torch.Tensor, sigma: torch.Tensor, P: int) -> list:
+        """The streaming reference: one OnlineSoftmax (B, G, m) + (C,) per pixel-group tensor."""
         gap = underflow_gap(x.dtype)
-        states = [OnlineSoftmax() for _ in groups]
+        states = [OnlineSoftmax() for _ in self.groups(P, x.device)]
         for g, _, logits, Vg in self._stream(x, 1.0 / sigma**2, P):
             osm = states[g]
             if osm.m is not None and bool((logits.amax(-1) - osm.m < -gap).all()):
                 continue  # every weight of this chunk underflows to exactly 0
             osm.update(logits, weighted_sum=lambda w: torch.matmul(w, Vg))
-        out = x.new_empty(B, self.train.H * self.train.W, self.train.C)
-        for idx, osm in zip(groups, states):
-            out[:, idx] = osm.mean()
-        return out.transpose(1, 2).reshape(x.shape)
+        return states
 
     def _nearest_P(self, x: torch.Tensor, P: int) -> dict:
         B, C, H, W = x.shape
@@ -233,8 +261,8 @@ class LocalDenoiser(_PatchMachine):
     """
 
     def __init__(self, train_images: torch.Tensor, patch_size, boundary: str = "zeros",
-                 chunk_size: int | None = None):
-        super().__init__(train_images, patch_size, boundary, chunk_size)
+                 chunk_size: int | None = None, backend: str = "auto", process_group=None):
+        super().__init__(train_images, patch_size, boundary, chunk_size, backend, process_group)
 
     def _sqdist(self, x: torch.Tensor, Yc: torch.Tensor, P: int) -> torch.Tensor:
         """|phi_{Omega_x} - y_{i,Omega_x}|^2 for every pixel and chunk image: (B, H*W, n)."""
@@ -248,6 +276,18 @@ class LocalDenoiser(_PatchMachine):
         return d2.reshape(B, n, H * W).transpose(1, 2)
 
     def _denoise_P(self, x: torch.Tensor, sigma: torch.Tensor, P: int) -> torch.Tensor:
+        try:
+            osm = attention.ls_states(self, x, sigma, P)
+        except attention.KernelRejected:
+            osm = None
+        if osm is None:
+            osm = self._stream_state(x, sigma, P)
+        if self.process_group is not None:
+            osm = all_reduce_softmax(osm, self.process_group)
+        return osm.mean().transpose(1, 2).reshape(x.shape)
+
+    def _stream_state(self, x: torch.Tensor, sigma: torch.Tensor, P: int) -> OnlineSoftmax:
+        """The streaming reference: box-filtered distances, one OnlineSoftmax (B, H*W) + (C,)."""
         B, C, H, W = x.shape
         coef = (-0.5 / sigma**2).reshape(B, 1, 1)
         gap = underflow_gap(x.dtype)
@@ -258,7 +298,7 @@ class LocalDenoiser(_PatchMachine):
                 continue
             V = Yc.reshape(Yc.shape[0], C, H * W)
             osm.update(logits, weighted_sum=lambda w: torch.einsum("bln,ncl->blc", w, V))
-        return osm.mean().transpose(1, 2).reshape(x.shape)
+        return osm
 
     def _nearest_P(self, x: torch.Tensor, P: int) -> dict:
         B, C, H, W = x.shape

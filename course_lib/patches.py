@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["BOUNDARIES", "check_patch_size", "check_boundary", "pad_images", "extract_patches",
-           "centre_feature", "boundary_classes", "boundary_groups", "patch_size_groups"]
+           "centre_feature", "boundary_classes", "boundary_groups", "patch_size_groups",
+           "ls_equivalence_patch_size"]
 
 BOUNDARIES = ("circular", "zeros")
 
@@ -128,3 +129,20 @@ def patch_size_groups(patch_size, sigma: torch.Tensor) -> dict[int, torch.Tensor
 
 def describe_patch_size(patch_size: int | Callable) -> str:
     return str(patch_size) if not callable(patch_size) else getattr(patch_size, "__name__", repr(patch_size))
+
+
+def ls_equivalence_patch_size(H: int, W: int | None = None) -> int:
+    """The smallest odd P at which zero padding makes every pixel its own boundary class, so that the
+    boundary-broken ELS machine is the LS machine (Chapter 5, Sec. "Limits that connect the machines").
+
+    Along one axis of n pixels, h = P // 2, the rows with no padding on either side (h <= r <= n - 1 - h)
+    share one class and every other row is alone; so all n rows are distinct exactly when at most one
+    row is unpadded, n - 2h <= 1, i.e. P >= n. For odd P that is P = n (n odd) or n + 1 (n even):
+    29 for 28 x 28, not 2 * 28 - 1.
+    """
+    W = H if W is None else W
+    for name, v in (("H", H), ("W", W)):
+        if not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    n = max(int(H), int(W))
+    return n if n % 2 else n + 1

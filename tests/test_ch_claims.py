@@ -1,0 +1,104 @@
+"""The corrections of issue 18 as formulas, each against an independent computation.
+
+- Chapter 2: the 1/2 crossing of the normalised path coefficient is at sigma^2 ~ 3 lambda (bisection);
+  the far-field score gap of a point cloud vs its Gaussian fit has FSE ~ sigma^-6 at x_i + sigma z and
+  ~ sigma^-4 at fixed x (float64 machines on a skewed cloud).
+- Chapter 5: zero-padded ELS equals LS from P = max(H, W) (odd) on, not 2H - 1 (class counts, machines).
+- Chapter 1: the top logit of the ideal softmax (cdist reference).
+"""
+import math
+
+import pytest
+import torch
+
+from course_lib import diagnostics, linear
+from course_lib.denoisers import EquivariantLocalDenoiser, GaussianDenoiser, IdealDenoiser, LocalDenoiser
+from course_lib.patches import boundary_groups, ls_equivalence_patch_size
+
+DT = torch.float64
+
+
+def test_xi_crossing_closed_form_vs_bisection():
+    lam = torch.tensor([1e-3, 0.05, 1.0, 7.0, 40.0], dtype=DT)
+    for sigma_T in (80.0, 10.0):
+        cf = linear.xi_crossing_sigma2(lam, sigma_T)
+        num = linear.xi_crossing_bisect(lam, sigma_T)
+        assert torch.allclose(cf, num, rtol=1e-9)
+        # and the curve really is 1/2 there
+        val = linear.xi(cf.sqrt(), lam, sigma_T) * sigma_T / lam.sqrt()
+        assert torch.allclose(val, torch.full_like(val, 0.5), atol=1e-12)
+    # the sigma_T -> infinity limit is 3 lambda, not lambda / 3
+    assert torch.allclose(linear.xi_crossing_sigma2(lam), 3 * lam)
+    assert torch.allclose(linear.xi_crossing_bisect(lam[:3], 1e6) / lam[:3], torch.full((3,), 3.0, dtype=DT), rtol=1e-6)
+    # at sigma^2 = lambda / 3 the coefficient is sqrt(3/4) = 0.866 (sigma_T -> infinity)
+    v = linear.xi((lam / 3).sqrt(), lam, 1e8) * 1e8 / lam.sqrt()
+    assert torch.allclose(v, torch.full_like(v, math.sqrt(0.75)), atol=1e-6)
+    for bad in (0.0, 1.0, -0.2):
+        with pytest.raises(ValueError, match="level"):
+            linear.xi_crossing_sigma2(lam, 80.0, level=bad)
+    with pytest.raises(ValueError, match="lam"):
+        linear.xi_crossing_sigma2(torch.tensor([0.0, 1.0]))
+
+
+def test_loglog_slope():
+    x = torch.tensor([1.0, 2.0, 4.0, 8.0])
+    assert linear.loglog_slope(x, 3 * x**-2.5) == pytest.approx(-2.5, abs=1e-6)
+    with pytest.raises(ValueError, match="positive"):
+        linear.loglog_slope(x, -x)
+
+
+def _skewed_cloud(N=400, d=6, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    e = torch.rand(N, d, generator=g, dtype=DT)
+    y = -torch.log(e)                                     # exponential: third cumulant 2, strongly skewed
+    return y.reshape(N, 1, 1, d)
+
+
+def test_far_field_rates():
+    """FSE between the exact score of a point cloud and its Gaussian fit: slope -6 at moving points x_i + sigma z,
+    -4 at fixed points (a third-moment offset m3 / (2 sigma^4) against scores of size sqrt(d)/sigma, |x - mu|/sigma^2)."""
+    Y = _skewed_cloud()
+    G = GaussianDenoiser.from_data(Y, correction=0, cache=False)
+    ideal = IdealDenoiser(Y)
+    sig = torch.tensor([40.0, 80.0, 160.0, 320.0])
+    moving = linear.score_fse_over_sigma(ideal, G, Y[:200], sig, generator=torch.Generator().manual_seed(1)).mean(1)
+    x_fixed = Y[:200] + 3.0 * torch.randn(Y[:200].shape, generator=torch.Generator().manual_seed(2), dtype=DT)
+    fixed = linear.score_fse_at(ideal, G, x_fixed, sig).mean(1)
+    assert linear.loglog_slope(sig, moving) == pytest.approx(-6.0, abs=0.25)
+    assert linear.loglog_slope(sig, fixed) == pytest.approx(-4.0, abs=0.25)
+    # a symmetric cloud (m3 = 0) has no sigma^-4 offset: its gap falls faster
+    Ysym = torch.cat([Y - Y.mean(0), -(Y - Y.mean(0))])
+    Gs = GaussianDenoiser.from_data(Ysym, correction=0, cache=False)
+    fixed_sym = linear.score_fse_at(IdealDenoiser(Ysym), Gs, x_fixed - Y.mean(0), sig).mean(1)
+    assert linear.loglog_slope(sig, fixed_sym) < -5.5
+
+
+@pytest.mark.parametrize("H", [5, 6, 7, 8, 28])
+def test_ls_equivalence_patch_size_counts_classes(H):
+    P_eq = ls_equivalence_patch_size(H)
+    counts = {P: sum(g.shape[0] for g in boundary_groups(H, H, P, "zeros")) for P in range(1, 2 * H + 2, 2)}
+    assert min(P for P, n in counts.items() if n == H * H) == P_eq
+    assert P_eq == (H if H % 2 else H + 1)
+    assert P_eq < 2 * H - 1 or H < 3
+
+
+def test_els_zeros_equals_ls_from_threshold():
+    g = torch.Generator().manual_seed(0)
+    Y = torch.rand(4, 1, 8, 8, generator=g, dtype=DT) * 2 - 1
+    x = 2.0 * torch.randn(2, 1, 8, 8, generator=g, dtype=DT)
+    P = ls_equivalence_patch_size(8)
+    at = (EquivariantLocalDenoiser(Y, P, "zeros")(x, 0.7) - LocalDenoiser(Y, P)(x, 0.7)).abs().max()
+    below = (EquivariantLocalDenoiser(Y, P - 2, "zeros")(x, 0.7) - LocalDenoiser(Y, P - 2)(x, 0.7)).abs().max()
+    assert at < 1e-12 and below > 1e-3
+    with pytest.raises(ValueError, match="H"):
+        ls_equivalence_patch_size(0)
+
+
+def test_top_logit_matches_cdist():
+    g = torch.Generator().manual_seed(3)
+    train = torch.randn(50, 1, 4, 4, generator=g, dtype=DT)
+    x = torch.randn(7, 1, 4, 4, generator=g, dtype=DT)
+    ref = -(torch.cdist(x.flatten(1), train.flatten(1)) ** 2).min(1).values / (2 * 1e-3**2)
+    assert torch.allclose(diagnostics.top_logit(x, train, 1e-3), ref, rtol=1e-9)
+    with pytest.raises(ValueError, match="sigma"):
+        diagnostics.top_logit(x, train, 0.0)

@@ -102,3 +102,69 @@ def test_top_logit_matches_cdist():
     assert torch.allclose(diagnostics.top_logit(x, train, 1e-3), ref, rtol=1e-9)
     with pytest.raises(ValueError, match="sigma"):
         diagnostics.top_logit(x, train, 0.0)
+
+
+def test_read_table2_roundtrip(tmp_path):
+    from course_lib.creativity import read_table2
+
+    text = "\n".join([
+        "| Network | Source | Seeds | ELS $r^2$ | LS $r^2$ | IS $r^2$ | ELS > IS |",
+        "|---|---|---|---|---|---|---|",
+        "| `net_a` | this course | 20 | 0.87 [0.86, 0.89] | 0.51 [0.44, 0.57] | -0.19 [-0.31, 0.03] | 1.00 |",
+        "| MNIST ResNet (zeros) | paper, Table 2 | 100 | 0.94 | 0.84 | 0.62 | 0.97 |",
+        "| `net_b` | this course | 20 | - | 0.61 [0.52, 0.66] | -0.07 [-0.34, 0.13] | - |"])
+    p = tmp_path / "t.md"
+    p.write_text("# header\n\n" + text + "\n")
+    rows = read_table2(p)
+    assert rows["net_a"] == {"seeds": 20, "ELS": (0.87, 0.86, 0.89), "LS": (0.51, 0.44, 0.57),
+                             "IS": (-0.19, -0.31, 0.03), "ELS>IS": 1.0}
+    assert rows["net_b"]["ELS"] is None and rows["net_b"]["ELS>IS"] is None and rows["net_b"]["LS"][0] == 0.61
+    assert set(rows) == {"net_a", "net_b"}          # the paper's rows are not ours
+    (tmp_path / "empty.md").write_text("nothing\n")
+    with pytest.raises(ValueError, match="no 'this course' rows"):
+        read_table2(tmp_path / "empty.md")
+
+
+def test_marchenko_pastur_density_vs_sampled_spectrum():
+    from course_lib import rmt
+
+    gamma = 0.4
+    x = torch.linspace(0, 4, 40001, dtype=DT)
+    dens = rmt.marchenko_pastur_density(x, gamma)
+    dx = float(x[1] - x[0])
+    assert (dens.sum() * dx).item() == pytest.approx(1.0, abs=2e-3)         # a probability density
+    assert (x * dens).sum().item() * dx == pytest.approx(1.0, abs=2e-3)      # mean eigenvalue = tr Sigma / d = 1
+    # against the spectrum of one large sample covariance: the fraction of eigenvalues below 1
+    g = torch.Generator().manual_seed(0)
+    d, n = 400, 1000
+    X = torch.randn(n, d, generator=g, dtype=DT)
+    ev = torch.linalg.eigvalsh(X.T @ X / n)
+    frac_mc = (ev < 1.0).double().mean().item()
+    frac_th = (dens[x < 1.0].sum() * dx).item()
+    assert frac_mc == pytest.approx(frac_th, abs=0.02)
+    assert ev.max().item() == pytest.approx((1 + math.sqrt(gamma)) ** 2, abs=0.1)
+    with pytest.raises(ValueError, match="gamma"):
+        rmt.marchenko_pastur_density(x, 0.0)
+
+
+def test_count_majority_mosaics_vs_loop():
+    import itertools
+
+    from course_lib.exercises.ch05 import reference_locally_consistent
+    from course_lib.patches import count_majority_mosaics
+
+    import numpy as np
+
+    img = torch.tensor([[1.0, 1, -1], [1, 1, -1], [-1, -1, -1]])
+    assert bool(reference_locally_consistent(img).all()) == bool(
+        (np.sign(sum(np.roll(img.numpy(), (i, j), (0, 1)) for i in (-1, 0, 1) for j in (-1, 0, 1))) == img.numpy()).all())
+    for H, W in ((3, 3), (3, 4)):
+        loop = 0
+        for bits in itertools.product((-1, 1), repeat=H * W):      # an independent numpy loop over all images
+            a = np.array(bits).reshape(H, W)
+            loop += bool((np.sign(sum(np.roll(a, (i, j), (0, 1)) for i in (-1, 0, 1) for j in (-1, 0, 1))) == a).all())
+        assert count_majority_mosaics(H, W, chunk=333) == loop >= 2   # all black and all white at least
+    with pytest.raises(ValueError, match="H"):
+        count_majority_mosaics(2, 5)
+    with pytest.raises(ValueError, match="<= 24"):
+        count_majority_mosaics(5, 5)

@@ -168,3 +168,27 @@ def test_count_majority_mosaics_vs_loop():
         count_majority_mosaics(2, 5)
     with pytest.raises(ValueError, match="<= 24"):
         count_majority_mosaics(5, 5)
+
+
+@pytest.mark.parametrize("stem", ["00_intro", "01_optimal_denoiser", "02_linear_lens", "03_rmt_consistency",
+                                  "05_creativity_patch_mosaics"])
+def test_every_glued_number_in_the_prose_is_glued_by_a_cell(stem):
+    """Static check: each {glue:text}`key:fmt` in a chapter's markdown matches a glue("key" / glue(f"...") call
+    in one of its code cells (f-string fields match any text), so a renamed variable cannot leave the
+    prose pointing at nothing (Sphinx would then fail the book build)."""
+    import json
+    import re
+    from pathlib import Path
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "chapters" / f"{stem}.ipynb").read_text())
+    refs, patterns = set(), []
+    for c in nb["cells"]:
+        src = "".join(c["source"])
+        if c["cell_type"] == "markdown":
+            refs |= {m.split(":")[0] for m in re.findall(r"\{glue:text\}`([^`]*)`", src)}
+        else:
+            for f, name in re.findall(r'glue\((f?)"([^"]+)"', src):
+                parts = re.split(r"\{[^}]*\}", name) if f else [name]
+                patterns.append(re.compile("^" + ".+".join(map(re.escape, parts)) + "$"))
+    missing = sorted(r for r in refs if not any(p.match(r) for p in patterns))
+    assert not missing, f"{stem}: prose refers to unglued keys {missing}"

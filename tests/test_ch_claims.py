@@ -192,3 +192,23 @@ def test_every_glued_number_in_the_prose_is_glued_by_a_cell(stem):
                 patterns.append(re.compile("^" + ".+".join(map(re.escape, parts)) + "$"))
     missing = sorted(r for r in refs if not any(p.match(r) for p in patterns))
     assert not missing, f"{stem}: prose refers to unglued keys {missing}"
+
+
+def test_denoiser_gap_along_trajectory():
+    from course_lib import linear_vs_net as lvn
+    from course_lib.schedules import karras_sigmas
+
+    g = torch.Generator().manual_seed(4)
+    Y = torch.randn(60, 1, 3, 3, generator=g, dtype=DT) * torch.linspace(0.3, 2.0, 9, dtype=DT).reshape(1, 1, 3, 3)
+    G = GaussianDenoiser.from_data(Y, cache=False)
+    x_T = 80.0 * torch.randn(4, 1, 3, 3, generator=g, dtype=DT)
+    sig = karras_sigmas(60, 0.002, 80.0).to(DT)
+    same = lvn.denoiser_gap_along_trajectory(G, G, x_T, sig)
+    assert same["at_net_states"].abs().max() < 1e-20             # identical denoisers at identical states
+    assert same["closed_form"].max() < 1e-2                        # Heun (60 steps) vs the closed-form path
+    other = lvn.denoiser_gap_along_trajectory(IdealDenoiser(Y), G, x_T, sig)
+    fse = other["at_net_states"]        # the delta mixture is Gaussian-like at high noise only
+    assert fse[0] < 1e-6 and fse.max() > 1e-2
+    assert other["closed_form"][-1] > 0.1 > other["closed_form"][0]   # the paths part: a training image vs a blur
+    with pytest.raises(ValueError, match="ending in 0"):
+        lvn.denoiser_gap_along_trajectory(G, G, x_T, sig[:-1])

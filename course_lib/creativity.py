@@ -42,7 +42,7 @@ from .validate import corrupt_file_error, int_like
 
 __all__ = ["CALIBRATION_DIR", "PAPER_TABLE2", "MACHINE_KINDS", "NetworkCalibration", "network_training_images",
            "machine_factory", "calibrate_network", "load_calibration", "calibration_path", "theory_machines",
-           "theory_vs_network", "table_vs_paper", "plot_calibration"]
+           "theory_vs_network", "table_vs_paper", "plot_calibration", "read_table2"]
 
 CALIBRATION_DIR = Path(__file__).resolve().parents[1] / "data" / "calibration"
 MACHINE_KINDS = ("ELS", "LS")
@@ -287,6 +287,30 @@ def table_vs_paper(comparisons: dict, paper: dict | None = None, ci: float = 0.9
             lines.append(f"| {p['dataset']} {p['arch']} ({p['padding']}) | paper, Table 2 | 100 | {p['ELS']:.2f} | "
                          f"{p['LS']:.2f} | {p['IS']:.2f} | {p['ELS>IS']:.2f} |")
     return "\n".join(lines)
+
+
+def read_table2(path) -> dict:
+    """Parse the "this course" rows of a Markdown table written by :func:`table_vs_paper` (e.g. a stored
+    ``data/results/table2_*.md``): ``{network: {"seeds": int, "ELS"|"LS"|"IS": (median, lo, hi) or None,
+    "ELS>IS": float or None}}`` (Chapter 5 glues its prose numbers from it)."""
+    import re
+
+    num = r"(-?\d+(?:\.\d+)?)"
+    cell_re = re.compile(rf"^{num} \[{num}, {num}\]$")
+    out = {}
+    for line in Path(path).read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 7 or not cells[0].startswith("`") or not cells[1].startswith("this course"):
+            continue
+        row = {"seeds": int(cells[2])}
+        for k, c in zip(("ELS", "LS", "IS"), cells[3:6]):
+            m = cell_re.match(c)
+            row[k] = tuple(float(v) for v in m.groups()) if m else None
+        row["ELS>IS"] = None if cells[6] in ("-", "") else float(cells[6])
+        out[cells[0].strip("`")] = row
+    if not out:
+        raise ValueError(f"no 'this course' rows found in {path}")
+    return out
 
 
 def plot_calibration(calibration: NetworkCalibration, rf_curve=None, ax=None, title: str | None = None):

@@ -19,6 +19,7 @@ import torch
 __all__ = [
     "posterior_entropy", "effective_number", "posterior_along_trajectory", "collapse_sigma",
     "nearest_training_distance", "memorized_fraction", "novelty", "off_subspace_residual",
+    "top_logit",
 ]
 
 
@@ -126,3 +127,12 @@ def off_subspace_residual(x: torch.Tensor, mean: torch.Tensor, U: torch.Tensor) 
         raise ValueError(f"U must be (d={v.shape[1]}, r), got shape {tuple(U.shape)}")
     r = v - (v @ U) @ U.T
     return r.norm(dim=-1) / math.sqrt(v.shape[1])
+
+
+def top_logit(x: torch.Tensor, train: torch.Tensor, sigma: float, chunk_size: int = 4096) -> torch.Tensor:
+    """The largest logit -min_i |x - x_i|^2 / (2 sigma^2) of the ideal denoiser's softmax at ``x``, (B,)
+    (Chapter 1, Sec. "Computing it"): the scale below which exp() of every logit underflows."""
+    if not (math.isfinite(float(sigma)) and float(sigma) > 0):
+        raise ValueError(f"sigma must be a finite number > 0, got {sigma!r}")
+    dist, _ = nearest_training_distance(x, train, chunk_size=chunk_size)
+    return -dist.double() ** 2 / (2 * float(sigma) ** 2)

@@ -32,7 +32,7 @@ from .validate import int_like
 
 __all__ = ["xi", "ve_trajectory", "ve_denoiser_trajectory", "vp_trajectory", "teleport", "teleportation_sweep",
            "CountingDenoiser", "receptive_field", "rf_radius", "circulant_rf", "power_law_eigenvalues",
-           "power_law_rf", "score_fse_over_sigma"]
+           "power_law_rf", "score_fse_over_sigma", "xi_crossing_sigma2", "xi_crossing_bisect", "score_fse_at", "loglog_slope"]
 
 
 def _sigmas(sigmas, x):
@@ -276,3 +276,66 @@ def score_fse_over_sigma(reference: Callable, other: Callable, x0: torch.Tensor,
         s_oth = (other(x, s) - x) / s**2
         out.append(fraction_squared_error(s_oth, s_ref))
     return torch.stack(out)
+
+
+# ------------------------------------------------------------------------------ corrections (issue 18)
+def xi_crossing_sigma2(lam, sigma_T: float | None = None, level: float = 0.5) -> torch.Tensor:
+    """The noise variance sigma^2 at which the normalised coefficient xi(sigma, lam) sigma_T / sqrt(lam)
+    equals ``level`` (Chapter 2, Sec. "Generation follows variance order").
+
+    xi sigma_T / sqrt(lam) = sqrt(lam / (lam + sigma^2)) * sigma_T / sqrt(sigma_T^2 + lam), so it equals
+    ``level`` at sigma^2 = lam (sigma_T^2 / (level^2 (sigma_T^2 + lam)) - 1); for sigma_T -> infinity
+    (``sigma_T=None``) this is lam (1/level^2 - 1), i.e. **3 lam** at level 1/2 (not lam/3).
+    """
+    if not 0 < float(level) < 1:
+        raise ValueError(f"level must lie in (0, 1), got {level!r}")
+    lam = torch.as_tensor(lam, dtype=torch.float64)
+    if bool((lam <= 0).any()):
+        raise ValueError(f"lam must be > 0, got min {lam.min().item()!r}")
+    if sigma_T is None:
+        return lam * (1 / level**2 - 1)
+    sT2 = _positive("sigma_T", sigma_T) ** 2
+    out = lam * (sT2 / (level**2 * (sT2 + lam)) - 1)
+    if bool((out < 0).any()):
+        raise ValueError(f"level {level} is above the coefficient's value at sigma = 0 for some lam")
+    return out
+
+
+def xi_crossing_bisect(lam, sigma_T: float, level: float = 0.5, n_iter: int = 200) -> torch.Tensor:
+    """sigma^2 where xi(sigma, lam) sigma_T / sqrt(lam) = ``level``, found by bisection in log sigma on the
+    curve itself (an independent check of :func:`xi_crossing_sigma2`; the curve decreases in sigma)."""
+    lam = torch.as_tensor(lam, dtype=torch.float64).reshape(-1)
+    sigma_T = _positive("sigma_T", sigma_T)
+    f = lambda s: xi(s, lam, sigma_T) * sigma_T / lam.sqrt() - level
+    lo, hi = torch.full_like(lam, 1e-12), torch.full_like(lam, 1e6 * sigma_T)
+    if bool((f(lo) < 0).any()) or bool((f(hi) > 0).any()):
+        raise ValueError(f"level {level} is not crossed for some lam in (1e-12, 1e6 sigma_T)")
+    for _ in range(n_iter):
+        mid = (lo * hi).sqrt()
+        above = f(mid) > 0
+        lo, hi = torch.where(above, mid, lo), torch.where(above, hi, mid)
+    return (lo * hi)
+
+
+def score_fse_at(reference: Callable, other: Callable, x: torch.Tensor, sigmas) -> torch.Tensor:
+    """Fraction of squared error |s_other - s_ref|^2 / |s_ref|^2 of the scores at FIXED points ``x``
+    (B, C, H, W), for each sigma: (S, B). Compare :func:`score_fse_over_sigma`, whose points
+    x0 + sigma z move away with sigma (Chapter 2, the far-field check)."""
+    from .metrics import fraction_squared_error
+
+    x = check_images(x, "x")
+    out = []
+    for s in torch.as_tensor(sigmas).reshape(-1).tolist():
+        _positive("sigma", s)
+        out.append(fraction_squared_error((other(x, s) - x) / s**2, (reference(x, s) - x) / s**2))
+    return torch.stack(out)
+
+
+def loglog_slope(x, y) -> float:
+    """Least-squares slope of log y against log x (the exponent p of y ~ C x^p)."""
+    lx = torch.log(torch.as_tensor(x, dtype=torch.float64).reshape(-1))
+    ly = torch.log(torch.as_tensor(y, dtype=torch.float64).reshape(-1))
+    if lx.numel() < 2 or lx.numel() != ly.numel() or not bool(torch.isfinite(lx).all() & torch.isfinite(ly).all()):
+        raise ValueError(f"x and y must hold >= 2 positive finite values of equal length, got {lx.numel()}, {ly.numel()}")
+    lx, ly = lx - lx.mean(), ly - ly.mean()
+    return float((lx * ly).sum() / (lx * lx).sum())

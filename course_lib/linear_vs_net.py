@@ -31,7 +31,7 @@ from .metrics import median_ci, r2
 from .schedules import karras_sigmas
 
 __all__ = ["score_fse_table", "explained_above", "teleport_grid", "reference_samples", "nfe_error_frontier",
-           "best_at_budget"]
+           "best_at_budget", "denoiser_gap_along_trajectory"]
 
 
 def score_fse_table(reference: Callable, candidates: Mapping[str, Callable], x0: torch.Tensor, sigmas,
@@ -138,3 +138,32 @@ def best_at_budget(rows: Sequence[dict], metric: str = "rmse") -> dict[int, dict
         if r["nfe"] not in best or r[metric] < best[r["nfe"]][metric]:
             best[r["nfe"]] = r
     return dict(sorted(best.items()))
+
+
+def denoiser_gap_along_trajectory(net: Callable, gauss, x_T: torch.Tensor, sigmas: torch.Tensor) -> dict:
+    """How Gaussian is a denoiser along its own sampling path (Chapter 2, "The Gaussian score against a
+    trained network"). Runs Heun with ``net`` from ``x_T`` on ``sigmas`` (ending in 0) and returns, per step
+    (sigmas[:-1]), averaged over the batch,
+
+        "at_net_states":  |D_net(x_t) - D_G(x_t)|^2 / |D_net(x_t) - x_t|^2, the fraction of squared error of the
+                          scores (as in :func:`score_fse_table`) at the states the network's sampler visits;
+        "closed_form":    rms per pixel of D_net(x_t) - D_G(x^G_t), the network's x0-prediction against the
+                          Gaussian's along its own closed-form path x^G from the same x_T
+                          (:func:`course_lib.linear.ve_denoiser_trajectory`),
+
+    plus "sigmas" (S,). Both are 0 when ``net`` is the Gaussian itself (the second up to Heun's error)."""
+    from .linear import ve_denoiser_trajectory
+    from .sampling import sample
+
+    x_T = check_images(x_T, "x_T")
+    sig = torch.as_tensor(sigmas, dtype=x_T.dtype, device=x_T.device)
+    if sig.ndim != 1 or len(sig) < 2 or float(sig[-1]) != 0.0:
+        raise ValueError(f"sigmas must be a 1-D grid ending in 0, got shape {tuple(sig.shape)}")
+    traj = sample(net, x_T, sig, solver="heun", return_trajectory=True)
+    steps = sig[:-1]
+    d_net = traj.denoised                                                    # (S, B, C, H, W)
+    d_at = torch.stack([gauss(traj.x[i], float(s)) for i, s in enumerate(steps.tolist())]).to(x_T.dtype)
+    d_cf = ve_denoiser_trajectory(gauss, x_T.double(), float(sig[0]), steps.double()).to(x_T.dtype)
+    fse = ((d_net - d_at).flatten(2).pow(2).sum(-1) / (d_net - traj.x[:-1]).flatten(2).pow(2).sum(-1)).mean(1)
+    rms = (d_net - d_cf).flatten(2).pow(2).mean(-1).sqrt().mean(1)
+    return {"sigmas": steps.cpu(), "at_net_states": fse.cpu(), "closed_form": rms.cpu()}

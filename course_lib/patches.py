@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["BOUNDARIES", "check_patch_size", "check_boundary", "pad_images", "extract_patches",
-           "centre_feature", "boundary_classes", "boundary_groups", "patch_size_groups"]
+           "centre_feature", "boundary_classes", "boundary_groups", "patch_size_groups",
+           "ls_equivalence_patch_size", "count_majority_mosaics"]
 
 BOUNDARIES = ("circular", "zeros")
 
@@ -128,3 +129,40 @@ def patch_size_groups(patch_size, sigma: torch.Tensor) -> dict[int, torch.Tensor
 
 def describe_patch_size(patch_size: int | Callable) -> str:
     return str(patch_size) if not callable(patch_size) else getattr(patch_size, "__name__", repr(patch_size))
+
+
+def ls_equivalence_patch_size(H: int, W: int | None = None) -> int:
+    """The smallest odd P at which zero padding makes every pixel its own boundary class, so that the
+    boundary-broken ELS machine is the LS machine (Chapter 5, Sec. "Limits that connect the machines").
+
+    Along one axis of n pixels, h = P // 2, the rows with no padding on either side (h <= r <= n - 1 - h)
+    share one class and every other row is alone; so all n rows are distinct exactly when at most one
+    row is unpadded, n - 2h <= 1, i.e. P >= n. For odd P that is P = n (n odd) or n + 1 (n even):
+    29 for 28 x 28, not 2 * 28 - 1.
+    """
+    W = H if W is None else W
+    for name, v in (("H", H), ("W", W)):
+        if not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    n = max(int(H), int(W))
+    return n if n % 2 else n + 1
+
+
+def count_majority_mosaics(H: int, W: int, chunk: int = 1 << 16) -> int:
+    """Number of H x W black/white (+-1) images in which every pixel has the majority colour of its circular
+    3 x 3 neighbourhood (centre included): the converged samples of the two-image LS / ELS machines with
+    P = 3 (Chapter 5, Theorem 4.1). Exhaustive over all 2^(H W) images, in chunks; H, W >= 3, H W <= 24."""
+    for name, v in (("H", H), ("W", W)):
+        if not isinstance(v, numbers.Integral) or v < 3:
+            raise ValueError(f"{name} must be an integer >= 3, got {v!r}")
+    n = H * W
+    if n > 24:
+        raise ValueError(f"H * W must be <= 24 for an exhaustive count (2^(H W) images), got {n}")
+    bits = 2 ** torch.arange(n, dtype=torch.int64)
+    total = 0
+    for start in range(0, 2**n, chunk):
+        codes = torch.arange(start, min(start + chunk, 2**n), dtype=torch.int64)
+        img = (((codes[:, None] & bits) > 0).to(torch.int8) * 2 - 1).reshape(-1, H, W)
+        votes = sum(torch.roll(img.to(torch.int16), (i, j), (1, 2)) for i in (-1, 0, 1) for j in (-1, 0, 1))
+        total += int((torch.sign(votes) == img).flatten(1).all(1).sum())
+    return total

@@ -41,7 +41,7 @@ import torch
 
 from .validate import as_float
 
-__all__ = ["spectrum", "df1", "df2", "diamond", "silverstein_kappa", "marchenko_pastur_kappa",
+__all__ = ["spectrum", "df1", "df2", "diamond", "silverstein_kappa", "marchenko_pastur_kappa", "marchenko_pastur_density",
            "trace_de", "one_point_filter", "one_point_denoiser", "two_point_variance",
            "half_line_quadrature", "sqrt_de_factors", "generation_mean",
            "generation_variance", "split_distance_theory"]
@@ -177,6 +177,19 @@ def marchenko_pastur_kappa(lam, gamma) -> torch.Tensor:
         raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
     b = 1 - gamma - lam
     return 0.5 * (-b + torch.sqrt(b * b + 4 * lam))
+
+
+def marchenko_pastur_density(x, gamma) -> torch.Tensor:
+    """Density of the eigenvalues of Sigma_hat = X^T X / n for X (n, d) with i.i.d. N(0, 1) entries, d/n -> gamma
+    (Chapter 3, "Why kappa > lambda"): sqrt((b - x)(x - a)) / (2 pi gamma x) on [a, b] = [(1 -+ sqrt(gamma))^2],
+    0 elsewhere. For gamma > 1 a further mass 1 - 1/gamma sits at x = 0 (not included)."""
+    if not (math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a finite number > 0, got {gamma!r}")
+    x = torch.as_tensor(x, dtype=_F64)
+    a, b = (1 - math.sqrt(gamma)) ** 2, (1 + math.sqrt(gamma)) ** 2
+    inside = (x > a) & (x < b)
+    xs = torch.where(inside, x, torch.full_like(x, 0.5 * (a + b)))
+    return torch.where(inside, torch.sqrt((b - xs) * (xs - a)) / (2 * math.pi * gamma * xs), torch.zeros_like(x))
 
 
 # ----------------------------------------------------------------------------- denoiser DEs

@@ -18,6 +18,7 @@ hashing the images' bytes, shape and dtype and every parameter that changes the 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import tempfile
 import warnings
@@ -240,5 +241,17 @@ def patch_stats(images: torch.Tensor, patch_size: int, padding: str = "circular"
     return _cached(key, cache_key, cache, cache_dir, compute, images.device)
 
 
-__all__ = ["Stats", "dataset_stats", "patch_stats", "extract_patches", "tensor_hash",
+__all__ = ["Stats", "dataset_stats", "patch_stats", "extract_patches", "tensor_hash", "mean_difference_z",
            "stats_cache_key", "cache_dir", "PADDINGS", "atomic_torch_save"]
+
+
+def mean_difference_z(a, b) -> tuple[float, float, float]:
+    """Difference of the means of two samples, its standard error and z = diff / se (Welch):
+    se^2 = var(a)/n_a + var(b)/n_b with unbiased variances (Chapter 3, the even/odd MNIST halves)."""
+    a = torch.as_tensor(a, dtype=torch.float64).reshape(-1)
+    b = torch.as_tensor(b, dtype=torch.float64).reshape(-1)
+    if a.numel() < 2 or b.numel() < 2:
+        raise ValueError(f"a and b need >= 2 values each, got {a.numel()} and {b.numel()}")
+    diff = (a.mean() - b.mean()).item()
+    se = math.sqrt(a.var().item() / a.numel() + b.var().item() / b.numel())
+    return diff, se, diff / se if se > 0 else math.inf

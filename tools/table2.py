@@ -6,6 +6,10 @@ steps of the EDM grid, as in Chapter 5), compared by per-seed pixelwise r^2 with
 Prints the table beside the paper's rows and writes it to --out (Markdown). Usage:
 
     python tools/table2.py [--nets mnist_resnet_book ...] [--n-train all] [--seeds 100] [--device cuda]
+                           [--machines ELS LS IS] [--threads 1]
+
+The LS and IS machines alone are cheap enough for a CPU on all 5000 images (``--machines LS IS
+--device cpu``, Chapter 5's rows "LS and IS on all 5000").
 """
 from __future__ import annotations
 
@@ -30,7 +34,12 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--device", default="cuda")
     p.add_argument("--out", default=None, help="write the Markdown table here")
+    p.add_argument("--machines", nargs="+", default=["ELS", "LS", "IS"], choices=["ELS", "LS", "IS"])
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU runs)")
     a = p.parse_args(argv)
+    if a.threads:
+        import torch
+        torch.set_num_threads(a.threads)
     n_train = None if a.n_train == "all" else int(a.n_train)
     sigmas = karras_sigmas(a.steps, 0.01, 80.0)
     comparisons = {}
@@ -38,7 +47,7 @@ def main(argv=None):
         t0 = time.perf_counter()
         net = load_pretrained(name, device=a.device)
         train = network_training_images(net, n_train).to(a.device)
-        machines = theory_machines(train, load_calibration(name))
+        machines = theory_machines(train, load_calibration(name), include=a.machines)
         comparisons[name] = theory_vs_network(net, machines, range(a.seeds), sigmas, tuple(train.shape[1:]),
                                               reference_name=name, device=a.device, cache=False)
         print(f"{name}: N = {len(train)} training images, {a.seeds} seeds, {time.perf_counter() - t0:.1f} s",

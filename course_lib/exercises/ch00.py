@@ -16,7 +16,9 @@ from ..tweedie import gaussian_denoiser_1d, gaussian_score_1d, posterior_mean_mo
 from .base import CheckResult, compare, run_check
 
 __all__ = ["check_vp_to_ve", "check_tweedie", "check_euler_step", "reference_vp_to_ve",
-           "reference_tweedie", "reference_euler_step"]
+           "reference_tweedie", "reference_euler_step",
+           "check_edm_coefficients", "check_predict_posterior_mean", "check_explain_mse_floor",
+           "reference_edm_coefficients", "MSE_FLOOR_OPTIONS"]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -102,3 +104,75 @@ def check_euler_step(fn) -> CheckResult:
     return run_check("euler_step", body,
                      hint='The PF-ODE in the VE convention is dx/dsigma = (x - D(x, sigma)) / sigma.',
                      hint2='x_next = x + (sigma_next - sigma) * (x - D(x, sigma)) / sigma.')
+
+
+# ------------------------------------------------------------------ derive, predict then run, explain the figure
+# (issue 18; numeric answers are validated by :func:`course_lib.exercises.kinds.as_number`)
+def reference_edm_coefficients(sigma, sigma_data: float = 0.5):
+    """(c_skip, c_out) of EDM: c_skip minimises Var[x0 - c_skip (x0 + sigma n)] for Var x0 = sigma_data^2,
+    c_out^2 is that minimum (a unit-variance target for the raw network)."""
+    s2 = sigma**2 + sigma_data**2
+    return sigma_data**2 / s2, sigma * sigma_data / s2**0.5
+
+
+def check_edm_coefficients(fn) -> CheckResult:
+    """``fn(sigma, sigma_data) -> (c_skip, c_out)`` (floats). Judged by the two defining properties:
+    c_skip minimises the variance v(c) = (1 - c)^2 sigma_data^2 + c^2 sigma^2 of the residual target,
+    and c_out^2 = v(c_skip), so the raw network regresses a unit-variance target."""
+    from .kinds import as_number
+
+    def body():
+        for sigma, sd in ((0.1, 0.5), (0.5, 0.5), (3.0, 0.5), (2.0, 1.3)):
+            out = fn(sigma, sd)
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                return f"return the pair (c_skip, c_out), got {type(out).__name__}"
+            (cs, r1), (co, r2) = as_number(out[0], "c_skip"), as_number(out[1], "c_out")
+            if r1 or r2:
+                return r1 or r2
+            v = lambda c: (1 - c) ** 2 * sd**2 + c**2 * sigma**2
+            if abs(cs - sd**2 / (sd**2 + sigma**2)) > 1e-6:
+                return (f"c_skip = {cs:.4g} at sigma={sigma}, sigma_data={sd} does not minimise the target variance "
+                        f"(v({cs:.3g}) = {v(cs):.4g}; set dv/dc = 0)")
+            if abs(co**2 - v(cs)) > 1e-6 * max(1.0, v(cs)) or co <= 0:
+                return f"c_out = {co:.4g} at sigma={sigma}: the target (x0 - c_skip x)/c_out must have unit variance"
+        return None
+    return run_check("edm_coefficients", body)
+
+
+def check_predict_posterior_mean(fn, n_draws: int = 200_000, seed: int = 0) -> CheckResult:
+    """Predict, then run: ``fn()`` is your prediction of E[x0 | x = 1] for x0 ~ N(0.3, 0.25) at sigma = 0.5.
+    The run: a Monte Carlo estimate (self-normalised importance sampling with ``n_draws`` prior draws);
+    the prediction must lie within 4 standard errors (+ 1e-3) of it."""
+    from ..tweedie import posterior_mean_monte_carlo
+    from .kinds import as_number
+
+    def body():
+        v, reason = as_number(fn(), "your prediction")
+        if reason:
+            return reason
+        draws = 0.3 + 0.5 * torch.randn(n_draws, 1, generator=_gen(seed), dtype=torch.float64)
+        est = posterior_mean_monte_carlo(torch.ones(1, 1, dtype=torch.float64), 0.5, draws)
+        m, se = est.mean.item(), est.stderr.item()
+        if abs(v - m) <= 4 * se + 1e-3:
+            return None
+        return (f"your prediction {v:.4g}; the Monte Carlo run gives {m:.4f} +- {se:.4f} (shrink x - mu by "
+                f"v / (v + sigma^2))")
+    return run_check("predict_posterior_mean", body)
+
+
+MSE_FLOOR_OPTIONS = {
+    "a": "the exact denoiser returns the training digit nearest to the noisy input; its distance to the test digit sets the floor",
+    "b": "float32 rounding error in the softmax",
+    "c": "the noise draw z is the same for every sigma",
+    "d": "the sampler's discretisation error at small sigma",
+}
+
+
+def check_explain_mse_floor(fn) -> CheckResult:
+    """Explain the figure ("Explore" section): why does the MSE of D(x, sigma) to the clean test digit stay
+    flat, far above sigma^2, at small sigma? ``fn()`` returns a key of :data:`MSE_FLOOR_OPTIONS`."""
+    from .kinds import check_choice
+    return check_choice("explain_mse_floor", fn, MSE_FLOOR_OPTIONS, "a", {
+        "b": "float32 rounding is ~1e-7 relative; the floor is many orders of magnitude larger",
+        "c": "a fixed z only makes the curve smooth; with fresh z the floor is the same",
+        "d": "no sampler is involved: the figure evaluates D once per sigma"})

@@ -20,7 +20,9 @@ from .base import CheckResult, compare, number, run_check
 
 __all__ = ["check_posterior_weights", "check_streaming_softmax_mean", "check_kernel_smoothed_score",
            "check_critical_smoothing", "reference_posterior_weights", "reference_streaming_softmax_mean",
-           "reference_kernel_smoothed_score", "reference_critical_smoothing"]
+           "reference_kernel_smoothed_score", "reference_critical_smoothing",
+           "check_critical_smoothing_gap", "check_predict_n_eff", "check_explain_novelty_residual",
+           "reference_critical_smoothing_gap", "NOVELTY_OPTIONS"]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -94,10 +96,41 @@ def check_streaming_softmax_mean(fn) -> CheckResult:
         logits = [torch.randn(2, n, generator=g, dtype=torch.float64) for n in sizes]
         out = fn(logits, values)
         ref = torch.softmax(torch.cat(logits, 1), 1) @ torch.cat(values, 0)
-        return compare(out, ref, "softmax mean (moderate logits)", rtol=1e-9, atol=1e-12)
+        if (r := compare(out, ref, "softmax mean (moderate logits)", rtol=1e-9, atol=1e-12)) is not None:
+            return r
+        return _streaming_violation(fn, g)
     return run_check("streaming_softmax_mean", body,
                      hint='Never exponentiate a raw logit: keep a running maximum over the chunks.',
                      hint2='Keep m, the sum s of exp(l - m) and the weighted sum v; when a chunk raises m to m_new, multiply s and v by exp(m - m_new).')
+
+
+def _streaming_violation(fn, g) -> str | None:
+    """Feed 12 chunks through generators that produce one chunk at a time and record how many earlier
+    chunks are still alive (weak references) when the next one is requested. A streaming answer holds
+    a bounded number (the loop variables of ``zip``: 3); one that collects the chunks holds them all."""
+    import weakref
+
+    sizes = [2, 3, 1, 4] * 3
+    logits = [torch.randn(2, n, generator=g, dtype=torch.float64) for n in sizes]
+    values = [torch.randn(n, 3, generator=g, dtype=torch.float64) for n in sizes]
+    alive, peak = [], [0]
+
+    def produce(items):
+        for t in items:
+            peak[0] = max(peak[0], sum(ref() is not None for ref in alive))
+            c = t.clone()
+            alive.append(weakref.ref(c))
+            yield c
+            del c
+
+    out = fn(produce(logits), produce(values))
+    ref = torch.softmax(torch.cat(logits, 1), 1) @ torch.cat(values, 0)
+    if (r := compare(out, ref, "softmax mean (chunks from generators)", rtol=1e-9, atol=1e-12)) is not None:
+        return r
+    if peak[0] >= len(sizes) // 2:   # a streaming loop holds a bounded number (3: zip's loop variables)
+        return (f"not streaming: {peak[0]} earlier chunks were still held when the next one was requested; "
+                f"process each (logits, values) pair and keep only m, s and the accumulator")
+    return None
 
 
 def check_kernel_smoothed_score(fn) -> CheckResult:
@@ -129,3 +162,73 @@ def check_critical_smoothing(fn) -> CheckResult:
     return run_check("critical_smoothing", body,
                      hint='At sigma -> 0 the smoothed denoiser of two images at -1 and +1 is 2 Phi(x / s) - 1.',
                      hint2='The barycenter x = 0 attracts the flow when the slope of D at 0, 2 phi(0) / s, is below 1: solve 2 phi(0) / s = 1.')
+
+
+# ------------------------------------------------------------------ derive, predict then run, explain the figure
+# (issue 18; numeric answers are validated by :func:`course_lib.exercises.kinds.as_number`)
+def reference_critical_smoothing_gap(delta: float) -> float:
+    """Two images at distance delta: D_s(x) -> midpoint + (delta/2)(2 Phi(u/s) - 1) along the line joining
+    them (u the coordinate along it); the slope at the midpoint is delta phi(0)/s = 1 at s = delta/sqrt(2 pi)."""
+    return delta / math.sqrt(2 * math.pi)
+
+
+def check_critical_smoothing_gap(fn) -> CheckResult:
+    """Derive: ``fn(delta)`` returns the critical closed-form smoothing s* for two training images at
+    Euclidean distance ``delta`` (any dimension)."""
+    from .kinds import as_number
+
+    def body():
+        for delta in (2.0, 0.5, 10.75):
+            v, reason = as_number(fn(delta), f"s* for delta={delta}")
+            if reason:
+                return reason
+            ref = reference_critical_smoothing_gap(delta)
+            if abs(v - ref) > 1e-4 * ref:
+                if abs(v - delta * math.sqrt(2 / math.pi)) < 1e-4 * ref:
+                    return (f"got {v:.4g} for delta={delta}: that is the delta = 2 answer times delta; rescale the "
+                            f"two-image problem, x -> x * delta / 2 scales s with it")
+                return (f"got {v:.4g} for delta={delta}: only the component of z along the line joining the images "
+                        f"matters; write D_s there and ask when its slope at the midpoint reaches 1")
+        return None
+    return run_check("critical_smoothing_gap", body)
+
+
+def check_predict_n_eff(fn, N: int = 50, seed: int = 0) -> CheckResult:
+    """Predict, then run: ``fn(N)`` is your prediction of the effective number of images
+    n_eff = exp(H(w)) of the ideal denoiser of N images (pixels in [-1, 1], d = 16) at sigma = 1000.
+    The run computes it (``diagnostics.effective_number``); the prediction must be within 2%."""
+    from ..denoisers import IdealDenoiser
+    from ..diagnostics import effective_number
+    from .kinds import as_number
+
+    def body():
+        v, reason = as_number(fn(N), "your prediction")
+        if reason:
+            return reason
+        g = _gen(seed)
+        train = torch.rand(N, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
+        x = torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1 + 1000 * torch.randn(
+            3, 1, 4, 4, generator=g, dtype=torch.float64)
+        run = effective_number(IdealDenoiser(train), x, 1000.0).mean().item()
+        if abs(v - run) <= 0.02 * run:
+            return None
+        return f"your prediction {v:.4g}; the run gives {run:.4g} (at sigma >> the data's spread, who wins the guess?)"
+    return run_check("predict_n_eff", body)
+
+
+NOVELTY_OPTIONS = {
+    "a": "its samples become averages of several neighbouring digits, smoother than any real digit",
+    "b": "its samples become noisier than real digits",
+    "c": "the sampler stops before sigma = 0",
+    "d": "the proxy measures the distance to the nearest training image",
+}
+
+
+def check_explain_novelty_residual(fn) -> CheckResult:
+    """Explain the figure (novelty against fidelity): why does the closed-form smoothing's curve fall
+    *below* the band of real test digits at large s? ``fn()`` returns a key of :data:`NOVELTY_OPTIONS`."""
+    from .kinds import check_choice
+    return check_choice("explain_novelty_residual", fn, NOVELTY_OPTIONS, "a", {
+        "b": "noise raises the residual (that is kernel smoothing's curve, which climbs)",
+        "c": "every machine is sampled to sigma = 0 on the same grid",
+        "d": "that is the horizontal axis (novelty); the vertical one is the energy outside the principal subspace"})

@@ -18,7 +18,9 @@ from .base import CheckResult, compare, run_check
 
 __all__ = ["check_wiener_denoiser", "check_closed_form_path", "check_power_law_rf", "check_mode_learning_curve",
            "reference_wiener_denoiser", "reference_closed_form_path", "reference_power_law_rf",
-           "reference_mode_learning_curve"]
+           "reference_mode_learning_curve",
+           "check_half_crossing", "check_predict_far_field_slope", "check_explain_spectral_bias",
+           "reference_half_crossing", "SPECTRAL_BIAS_OPTIONS"]
 
 
 def _gen(seed):
@@ -120,3 +122,74 @@ def check_mode_learning_curve(fn) -> CheckResult:
     return run_check("mode_learning_curve", body,
                      hint='Each mode k relaxes exponentially from 0 to the Wiener factor lam_k / (lam_k + sigma^2).',
                      hint2='W_kk(tau) = w* (1 - exp(-2 eta tau (sigma^2 + lam_k))).')
+
+
+# ------------------------------------------------------------------ derive, predict then run, explain the figure
+# (issue 18; numeric answers are validated by :func:`course_lib.exercises.kinds.as_number`)
+def reference_half_crossing(lam: float) -> float:
+    """sqrt(lam / (lam + sigma^2)) = 1/2  <=>  sigma^2 = 3 lam (the sigma_T -> infinity limit)."""
+    return 3.0 * lam
+
+
+def check_half_crossing(fn) -> CheckResult:
+    """Derive: ``fn(lam)`` returns the noise variance sigma^2 at which the normalised coefficient
+    xi(sigma, lam) sigma_T / sqrt(lam) of a component of variance lam crosses 1/2, for sigma_T -> infinity."""
+    from .kinds import as_number
+
+    def body():
+        for lam in (0.7, 2.5, 0.01):
+            v, reason = as_number(fn(lam), f"sigma^2 for lam={lam}")
+            if reason:
+                return reason
+            if abs(v - 3 * lam) > 1e-6 * lam:
+                if abs(v - lam / 3) < 1e-6 * lam:
+                    return f"got lam/3 = {v:.4g}: at sigma^2 = lam/3 the coefficient is sqrt(3/4) = 0.87, not 1/2"
+                if abs(v - lam) < 1e-6 * lam:
+                    return (f"got lam = {v:.4g}: that is where the Wiener factor lam/(lam + sigma^2) is 1/2; the path "
+                            f"coefficient is its square root")
+                return f"got {v:.4g} for lam={lam}: square sqrt(lam/(lam + sigma^2)) = 1/2 and solve for sigma^2"
+        return None
+    return run_check("half_crossing", body)
+
+
+def check_predict_far_field_slope(fn) -> CheckResult:
+    """Predict, then run: ``fn()`` returns your prediction of the log-log slope of the score FSE between a
+    skewed point cloud and its Gaussian fit at test points x_i + sigma z, sigma from 40 to 320. The run
+    computes it (float64 machines, :func:`course_lib.linear.score_fse_over_sigma`); within 0.5 is right."""
+    from ..denoisers import GaussianDenoiser, IdealDenoiser
+    from ..linear import loglog_slope, score_fse_over_sigma
+    from .kinds import as_number
+
+    def body():
+        v, reason = as_number(fn(), "your predicted slope")
+        if reason:
+            return reason
+        Y = -torch.log(torch.rand(300, 6, generator=_gen(7), dtype=torch.float64)).reshape(300, 1, 1, 6)
+        G = GaussianDenoiser.from_data(Y, correction=0, cache=False)
+        sig = torch.tensor([40.0, 80.0, 160.0, 320.0])
+        fse = score_fse_over_sigma(IdealDenoiser(Y), G, Y[:100], sig, generator=_gen(8)).mean(1)
+        run = loglog_slope(sig, fse)
+        if abs(v - run) <= 0.5:
+            return None
+        hint = (" (O(sigma^-2) is the relative gap at a FIXED x; here the points move out with sigma)"
+                if abs(v + 2) < 0.5 or abs(v + 4) < 0.5 else "")
+        return f"your prediction {v:.3g}; the run gives {run:.2f}{hint}"
+    return run_check("predict_far_field_slope", body)
+
+
+SPECTRAL_BIAS_OPTIONS = {
+    "a": "theory only: the closed-form generated variance of a linear denoiser trained by gradient flow on MNIST's spectrum",
+    "b": "a measurement on the course's trained MNIST UNet",
+    "c": "a measurement on an MLP trained on MNIST",
+    "d": "the Monte Carlo average of many gradient-descent runs",
+}
+
+
+def check_explain_spectral_bias(fn) -> CheckResult:
+    """Explain the figure (spectral bias, right panel: emergence time against lambda_k): what is plotted?
+    ``fn()`` returns a key of :data:`SPECTRAL_BIAS_OPTIONS`."""
+    from .kinds import check_choice
+    return check_choice("explain_spectral_bias", fn, SPECTRAL_BIAS_OPTIONS, "a", {
+        "b": "no network is involved; a UNet, being convolutional, learns many modes at once (exponent near 0)",
+        "c": "no MLP is trained in this chapter; MLPs show an attenuated exponent (0.35-0.5 in the paper)",
+        "d": "the curves are closed forms (learning.generated_mode_variance), not averages of runs"})

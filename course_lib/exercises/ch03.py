@@ -20,7 +20,9 @@ from .base import CheckResult, compare, number, run_check
 
 __all__ = ["check_silverstein_kappa", "check_overshrinkage", "check_two_point_variance", "check_mc_trace",
            "reference_silverstein_kappa", "reference_overshrinkage", "reference_two_point_variance",
-           "reference_mc_trace"]
+           "reference_mc_trace",
+           "check_mp_kappa", "check_predict_split_ratio", "check_explain_anisotropy", "reference_mp_kappa",
+           "ANISOTROPY_OPTIONS"]
 
 F64 = torch.float64
 
@@ -132,6 +134,77 @@ def check_mc_trace(fn) -> CheckResult:
             if not math.isfinite(got) or abs(got - de) > 4 * se + 0.5 / len(s) * de:
                 return (f"estimate {got:.5g} for lam={lam} is far from the deterministic equivalent {de:.5g} "
                         f"(hint: Sigma_hat = X^T X / n with X (n, d) drawn with variances s; tr = Tr/d)")
+        # Monte Carlo is asked: two generators must give two (slightly) different estimates
+        a, b = (_scalar(fn(s.clone(), n, 0.5, 8, torch.Generator().manual_seed(k)), "the estimate") for k in (11, 12))
+        if a == b:
+            return ("the same value for two different generators: this is a deterministic formula (e.g. the "
+                    "deterministic equivalent), not a Monte Carlo estimate; draw the training sets with `generator`")
+        return None
     return run_check("mc_trace", body,
                      hint='Draw n_sets data sets X of shape (n, d) with column variances s, and average the normalised trace.',
                      hint2='Sigma_hat = X^T X / n; tr[Sigma_hat (Sigma_hat + lam)^-1] / d is the mean of ell / (ell + lam) over its eigenvalues ell.')
+
+
+# ------------------------------------------------------------------ derive, predict then run, explain the figure
+# (issue 18; numeric answers are validated by :func:`course_lib.exercises.kinds.as_number`)
+def reference_mp_kappa(lam: float, gamma: float) -> float:
+    """Sigma = I: kappa - lam = gamma kappa / (1 + kappa)  <=>  kappa^2 + (1 - gamma - lam) kappa - lam = 0,
+    the root that is >= lam."""
+    b = 1 - gamma - lam
+    return (-b + math.sqrt(b * b + 4 * lam)) / 2
+
+
+def check_mp_kappa(fn) -> CheckResult:
+    """Derive: ``fn(lam, gamma)`` returns kappa(lam) for Sigma = I and gamma = d/n (Marchenko-Pastur)."""
+    from .kinds import as_number
+
+    def body():
+        for lam, gamma in ((0.1, 0.5), (0.5, 2.0), (1e-3, 4.0), (2.0, 0.25)):
+            v, reason = as_number(fn(lam, gamma), f"kappa for lam={lam}, gamma={gamma}")
+            if reason:
+                return reason
+            ref = rmt.marchenko_pastur_kappa(torch.tensor(lam, dtype=F64), gamma).item()
+            if abs(v - ref) > 1e-6 * max(ref, 1e-3):
+                b = 1 - gamma - lam
+                if abs(v - (-b - math.sqrt(b * b + 4 * lam)) / 2) < 1e-6:
+                    return f"got the negative root {v:.4g}; kappa must be >= lam > 0"
+                return (f"got {v:.4g} for lam={lam}, gamma={gamma}, expected {ref:.4g}: with Sigma = I, "
+                        f"df1(kappa) = d/(1 + kappa); write the Silverstein equation as a quadratic")
+        return None
+    return run_check("mp_kappa", body)
+
+
+def check_predict_split_ratio(fn) -> CheckResult:
+    """Predict, then run: ``fn()`` returns your prediction of the ratio of the predicted split-to-split
+    distances of the Wiener sampler at n = 1000 and at n = 4000 (power-law spectrum s_k ~ 1/k, d = 100).
+    The run evaluates :func:`course_lib.rmt.split_distance_theory`; within 10% is right."""
+    from .kinds import as_number
+
+    def body():
+        v, reason = as_number(fn(), "your predicted ratio")
+        if reason:
+            return reason
+        s = rmt_mc.power_law_spectrum(100, 1.0)
+        run = (rmt.split_distance_theory(s, 1000, n_nodes=81) / rmt.split_distance_theory(s, 4000, n_nodes=81)).item()
+        if abs(v - run) <= 0.1 * run:
+            return None
+        return f"your prediction {v:.3g}; the run gives {run:.3f} (how does a variance of an average scale with n?)"
+    return run_check("predict_split_ratio", body)
+
+
+ANISOTROPY_OPTIONS = {
+    "a": "along the top principal components: their coefficients vary most between splits",
+    "b": "uniformly over all principal components",
+    "c": "along the lowest-variance components, which the splits estimate worst",
+    "d": "only in the mean image; the covariance of two large splits is the same",
+}
+
+
+def check_explain_anisotropy(fn) -> CheckResult:
+    """Explain the figure (anisotropy): where does the split-to-split difference of the Wiener samples
+    live? ``fn()`` returns a key of :data:`ANISOTROPY_OPTIONS`."""
+    from .kinds import check_choice
+    return check_choice("explain_anisotropy", fn, ANISOTROPY_OPTIONS, "a", {
+        "b": "the measured squared difference per PC falls over orders of magnitude with k",
+        "c": "low-variance PCs are badly estimated, but the sampler multiplies them by sqrt(s_k), which is small",
+        "d": "the mean's fluctuation is one term (Tr Sigma / n); the covariance term dominates the top PCs"})

@@ -17,7 +17,8 @@ from ..patches import boundary_classes, centre_feature, extract_patches
 from .base import CheckResult, compare, integer, run_check
 
 __all__ = ["check_locally_consistent", "check_els_pixel", "check_dictionary_size",
-           "reference_locally_consistent", "reference_els_pixel", "reference_dictionary_size"]
+           "reference_locally_consistent", "reference_els_pixel", "reference_dictionary_size",
+           "check_ls_threshold", "check_predict_els_ls_gap", "check_explain_scatter", "SCATTER_OPTIONS"]
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -99,3 +100,65 @@ def check_dictionary_size(fn) -> CheckResult:
     return run_check("dictionary_size", body,
                      hint='With zero padding a patch near the border is distinguishable by how far it reaches past the border.',
                      hint2='Rows (and columns) are equivalent when their patches cross the border by the same offset; count equivalent rows times equivalent columns.')
+
+
+# ------------------------------------------------------------------ derive, predict then run, explain the figure
+# (issue 18; numeric answers are validated by :func:`course_lib.exercises.kinds.as_number`)
+def check_ls_threshold(fn) -> CheckResult:
+    """Derive: ``fn(H)`` returns the smallest odd P at which, under zero padding, every pixel of an H x H
+    image is its own boundary class (so the boundary-broken ELS machine is the LS machine)."""
+    from ..patches import ls_equivalence_patch_size
+    from .kinds import as_number
+
+    def body():
+        for H in (28, 8, 7, 32, 5):
+            v, reason = as_number(fn(H), f"P for H={H}")
+            if reason:
+                return reason
+            ref = ls_equivalence_patch_size(H)
+            if v != ref:
+                if v == 2 * H - 1:
+                    return (f"got 2H - 1 = {int(v)} for H={H}: that is enough, but not the smallest; count the rows "
+                            f"with no padding on either side")
+                return f"got {v:g} for H={H}: rows h <= r <= H-1-h (h = P//2) share a class; when is there at most one?"
+        return None
+    return run_check("ls_threshold", body)
+
+
+def check_predict_els_ls_gap(fn) -> CheckResult:
+    """Predict, then run: ``fn()`` returns your prediction of max |ELS(zeros, P=9) - LS(P=9)| over a batch of
+    noisy 8 x 8 images (5 random training images, sigma = 0.7). The run computes both machines; a
+    prediction within 1e-6 of the run is right."""
+    from ..denoisers import EquivariantLocalDenoiser, LocalDenoiser
+    from .kinds import as_number
+
+    def body():
+        v, reason = as_number(fn(), "your prediction")
+        if reason:
+            return reason
+        g = torch.Generator().manual_seed(5)
+        Y = torch.rand(5, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+        x = 2.0 * torch.randn(3, 1, 8, 8, generator=g, dtype=torch.float64)
+        run = (EquivariantLocalDenoiser(Y, 9, "zeros")(x, 0.7) - LocalDenoiser(Y, 9)(x, 0.7)).abs().max().item()
+        if abs(v - run) <= 1e-6:
+            return None
+        return f"your prediction {v:.3g}; the run gives {run:.1e} (at P = 9 > 8, how many locations share a class?)"
+    return run_check("predict_els_ls_gap", body)
+
+
+SCATTER_OPTIONS = {
+    "a": "for that seed, the local machine's sample is closer to the network's sample than the ideal machine's is",
+    "b": "the local machine's sample is closer to a training image",
+    "c": "the network memorised that seed's training image",
+    "d": "the local machine needed fewer sampling steps",
+}
+
+
+def check_explain_scatter(fn) -> CheckResult:
+    """Explain the figure (per-seed (E)LS r^2 against IS r^2): what does a point above the diagonal mean?
+    ``fn()`` returns a key of :data:`SCATTER_OPTIONS`."""
+    from .kinds import check_choice
+    return check_choice("explain_scatter", fn, SCATTER_OPTIONS, "a", {
+        "b": "both axes are r^2 against the network's sample, not distances to training images",
+        "c": "a memorising network would favour IS: points below the diagonal",
+        "d": "all machines use the same grid and number of steps"})

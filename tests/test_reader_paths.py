@@ -68,6 +68,10 @@ def test_repository_url_is_configured_once_and_used_everywhere():
 
 def test_colab_cell_is_idempotent_and_inert_outside_colab(tmp_path):
     nb = json.loads((ROOT / "chapters" / "00_intro.ipynb").read_text())
+    committed = colab_cell.colab_cells(nb)
+    if committed:  # the committed cell is current: running the tool again changes nothing
+        assert len(committed) == 1 and not colab_cell.apply(json.loads(json.dumps(nb)), URL)
+    nb["cells"] = [c for j, c in enumerate(nb["cells"]) if j not in committed]  # the chapter as it was before
     n = len(nb["cells"])
     assert colab_cell.apply(nb, URL) and not colab_cell.apply(nb, URL)
     assert len(nb["cells"]) == n + 1

@@ -198,4 +198,4 @@ def check_explain_spectral_bias(fn) -> CheckResult:
         "c": "no MLP is trained in this chapter; MLPs show an attenuated exponent (0.35-0.5 in the paper)",
         "d": "the curves are closed forms (learning.generated_mode_variance), not averages of runs"},
         hint='Read the code cell that draws the panel: which function produces its curves, and does it train anything?',
-        hint2="The curves come from learning.generated_mode_variance evaluated on MNIST's eigenvalues: a formula, not a trained model.")
+        hint2="The curves come from learning.generated_mode_variance: read its docstring and the arguments the cell passes to it.")

@@ -147,7 +147,7 @@ def check_predict_els_ls_gap(fn) -> CheckResult:
         return f"your prediction {v:.3g}; the run gives {run:.1e} (at P = 9 > 8, how many locations share a class?)"
     return run_check("predict_els_ls_gap", body,
                      hint='Use the previous exercise: at P = 9 on 8 x 8 images, how many locations share a boundary class?',
-                     hint2='When every pixel is its own class, the ELS machine compares a patch only with patches at the same location, exactly as LS does: what is left is float64 rounding.')
+                     hint2='When every pixel is its own class, the ELS machine compares a patch only with patches at the same location: which machine of this chapter does exactly that?')
 
 
 SCATTER_OPTIONS = {
@@ -167,4 +167,4 @@ def check_explain_scatter(fn) -> CheckResult:
         "c": "a memorising network would favour IS: points below the diagonal",
         "d": "all machines use the same grid and number of steps"},
         hint='Both axes measure agreement (r^2) with the same reference image: which one?',
-        hint2="Each point is one seed: its height is the local machine's r^2 against the network's sample, its horizontal position the ideal machine's.")
+        hint2="Read the axis labels: each coordinate is one machine's r^2 for that seed against the network's sample. Compare the two coordinates of a point above y = x.")

@@ -33,6 +33,9 @@ def test_checkpoint_beats_wiener_on_held_out_images(name, require_data):
     train = network_training_images(D)   # checks the recorded indices
     assert len(train) == len(sub["indices"])
     test, _ = load_dataset(sub["dataset"], split="test", n=256)
+    if sub.get("pixel_permute_seed") is not None:   # Chapter 4's network sees pixel-permuted images
+        from course_lib.permute import permute_pixels, pixel_permutation
+        test = permute_pixels(test, pixel_permutation(*test.shape[-2:], seed=sub["pixel_permute_seed"]))
     W = GaussianDenoiser.from_data(train)
     g = torch.Generator().manual_seed(0)
     for sigma in (0.1, 0.5):  # low and middle noise (data std is about 0.6 on MNIST)

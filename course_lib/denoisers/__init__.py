@@ -19,6 +19,8 @@ _LAZY = {
     "LocalDenoiser": "local",
     "EquivariantLocalDenoiser": "local",
     "EquivariantDenoiser": "local",
+    "DataLocalDenoiser": "datalocal",
+    "PatchSetDenoiser": "patchset",
 }
 
 

@@ -34,7 +34,7 @@ from typing import Callable, Sequence
 import torch
 
 __all__ = ["TAU", "wiener_matrix", "wiener_masks", "WienerMasks", "wiener_fields", "field_similarity",
-           "binarise_fields", "similarity_vs_sigma", "calibrate_tau", "TauCalibration"]
+           "binarise_fields", "without_center", "local_mass", "similarity_vs_sigma", "calibrate_tau", "TauCalibration"]
 
 # the authors' thresholds (configs/pca_locality/*.yaml)
 TAU = {"mnist": 0.005, "fashion_mnist": 0.005, "cifar10": 0.05, "celeba_hq": 0.02, "afhq": 0.02, "faces": 0.02}
@@ -139,6 +139,33 @@ def binarise_fields(fields: torch.Tensor, tau: float) -> torch.Tensor:
     """Support of each field: |f| >= tau * max|f| per field (Q, ...) -> bool (Q, ...)."""
     a = fields.abs().flatten(1)
     return (a >= _check_tau(tau) * a.amax(1, keepdim=True)).reshape(fields.shape)
+
+
+def without_center(fields: torch.Tensor, pixels) -> torch.Tensor:
+    """A copy of fields (Q, C, H, W) with the output pixel's own entry (c, i, j) of each field set to 0:
+    the self-weight c_skip-like spike dominates a field's mass and is shared by every denoiser, so
+    locality comparisons (Chapter 4, "Scrambled pixels") look at the rest."""
+    from .jacobian import as_pixels
+
+    p = as_pixels(pixels, fields.shape[1:])
+    out = fields.clone()
+    out[torch.arange(len(p)), p[:, 0], p[:, 1], p[:, 2]] = 0
+    return out
+
+
+def local_mass(fields: torch.Tensor, pixels, radius: int = 3) -> torch.Tensor:
+    """Fraction of sum |f| (output pixel itself excluded) within Chebyshev distance ``radius`` of the
+    output pixel, per field, (Q,) float64: 1 for a field confined to the (2 r + 1)^2 window."""
+    from .jacobian import as_pixels
+
+    p = as_pixels(pixels, fields.shape[1:])
+    a = without_center(fields, pixels).abs().double().sum(1)       # (Q, H, W)
+    H, W = a.shape[-2:]
+    di = (torch.arange(H).view(1, H, 1) - p[:, 1].view(-1, 1, 1)).abs()
+    dj = (torch.arange(W).view(1, 1, W) - p[:, 2].view(-1, 1, 1)).abs()
+    near = (torch.maximum(di, dj) <= int(radius)).to(a.device)
+    tot = a.flatten(1).sum(1)
+    return torch.where(tot > 0, (a * near).flatten(1).sum(1) / tot.clamp_min(1e-300), torch.zeros_like(tot))
 
 
 def field_similarity(a: torch.Tensor, b: torch.Tensor, kind: str = "cosine", tau: float = 0.1) -> torch.Tensor:

@@ -148,8 +148,10 @@ class DataLocalDenoiser(Denoiser):
         if pl["density"] < self.sparse_below:
             with warnings.catch_warnings():                              # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
-                W = _block_csr(rows.to_sparse_csr(), q)                 # (B U, d), nnz(rows) * B entries
+                R = rows.to_sparse_csr()
+                W = _block_csr(R, q)                                     # (B U, d), nnz(rows) * B entries
         else:
+            R = rows
             W = (rows.unsqueeze(0) * q.unsqueeze(1)).reshape(B * U, self.d)
         x_sq = (q * q) @ rows.T                                          # (B, U)
         per_image = B * U + 3 * B * self.d + U
@@ -159,10 +161,10 @@ class DataLocalDenoiser(Denoiser):
         for start in range(0, self.N, n):
             Yc, Y2c = Y[start:start + n], Y2[start:start + n]
             cross = (W @ Yc.T).reshape(B, U, -1)                         # (B, U, K)
-            dist = (x_sq.unsqueeze(-1) + (Y2c @ rows.T).T.unsqueeze(0)).sub_(cross, alpha=2.0)
+            dist = (x_sq.unsqueeze(-1) + (R @ Y2c.T).unsqueeze(0)).sub_(cross, alpha=2.0)   # (B, U, K)
             logits = dist.clamp_min_(0.0).mul_(coef)
             logits = logits if U == self.d and same else logits[:, inv]  # (B, d, K)
-            osm.update(logits, weighted_sum=lambda w, v=Yc.T: (w * v).sum(-1, keepdim=True))
+            osm.update(logits, weighted_sum=lambda w, v=Yc.T: torch.einsum("bdk,dk->bd", w, v).unsqueeze(-1))
         return osm.mean()[..., 0]
 
 

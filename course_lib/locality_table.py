@@ -122,7 +122,7 @@ def permutation_scores(fields: dict, gaussian, sigma: float, pixels, radius: int
 
     W = fields["raw"].shape[-1]
     p_pix = [(int(v) // W, int(v) % W) for v in fields["p"]]
-    w_q, w_p = wiener_fields(gaussian, sigma, pixels), wiener_fields(gaussian, sigma, p_pix)
+    w_q, w_p = wiener_fields(gaussian, sigma, pixels).cpu(), wiener_fields(gaussian, sigma, p_pix).cpu()
     un, raw = fields["unpermuted"].double().cpu(), fields["raw"].double().cpu()
     return {"sigma": float(sigma),
             "cos_data": field_similarity(without_center(un, pixels), without_center(w_q, pixels)).mean().item(),

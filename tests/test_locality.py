@@ -105,8 +105,8 @@ def test_bad_arguments_name_the_argument():
 
 
 # ------------------------------------------------------------------------------ data-local denoiser
-@pytest.mark.parametrize("sparse_below", [0.0, 1.0])
-def test_data_local_equals_one_shot_float64_softmax(sparse_below):
+@pytest.mark.parametrize("sparse_below,dense_above", [(0.0, 2.0), (1.0, 2.0), (0.0, 0.0)])
+def test_data_local_equals_one_shot_float64_softmax(sparse_below, dense_above):
     Y = _data(n=50)
     g = torch.Generator().manual_seed(1)
     masks = torch.rand(25, 25, generator=g) < 0.3
@@ -114,7 +114,7 @@ def test_data_local_equals_one_shot_float64_softmax(sparse_below):
     masks[7] = masks[4]                                        # shared supports
     x = Y[:4] + 0.8 * torch.randn(4, 1, 5, 5, generator=g, dtype=D64)
     sigma = torch.tensor([0.3, 0.3, 1.5, 0.05], dtype=D64)    # several sigmas in one batch
-    D = DataLocalDenoiser(Y, masks, chunk_size=7, sparse_below=sparse_below)   # 8 chunks
+    D = DataLocalDenoiser(Y, masks, chunk_size=7, sparse_below=sparse_below, dense_above=dense_above)   # 8 chunks
     out = D(x, sigma)
     assert torch.allclose(out, _one_shot(Y, x, sigma, masks), atol=1e-10)
     assert torch.allclose(out[:, 0, 0, 3], Y[:, 0, 0, 3].mean().expand(4), atol=1e-12)

@@ -21,7 +21,8 @@ the first two terms are (B, d) x (d, U) and (K, d) x (d, U) products, and the cr
 of K images is ONE product W Y_chunk^T, where W is the (B U, d) matrix whose row (b, u) holds x_b on
 the support u and zeros elsewhere. When the supports are sparse (``density`` = nnz / (U d) below
 ``sparse_below``) W is a sparse CSR matrix and the product costs nnz * B * K multiply-adds, i.e. it
-scales with the mask sizes; otherwise W is dense (one GEMM, as fast as the dense formulation).
+scales with the mask sizes; otherwise W is dense (one GEMM); at densities of ``dense_above`` or more
+the dense formulation below is used directly (measured faster on a CPU for large masks).
 :func:`dense_masked_denoise` is the authors' formulation ((B, K, d) squared differences times the
 (d, d) mask, d^2 * B * K per chunk) and is what ``benchmarks/bench_locality.py`` compares against.
 The softmax streams over the training set through :class:`course_lib.softmax.OnlineSoftmax` (exact
@@ -88,10 +89,13 @@ class DataLocalDenoiser(Denoiser):
     chunk_size : training images per streamed chunk (None: as many as fit a logit budget).
     sparse_below : use the sparse cross term when the distinct supports fill less than this fraction
         of their (U, d) matrix (module doc); 0 forces dense, 1 forces sparse.
+    dense_above : at or above this density use the dense formulation (:func:`dense_masked_denoise`,
+        exact streaming): with large masks it is faster than the support-shared product on a CPU
+        (``benchmarks/bench_locality.py``); 1.0 (or more) disables it.
     """
 
     def __init__(self, train_images: torch.Tensor, masks, chunk_size: int | None = None,
-                 sparse_below: float = 0.1, cache_size: int = 64):
+                 sparse_below: float = 0.1, dense_above: float = 0.25, cache_size: int = 64):
         check_images(train_images, "train_images")
         self.shape = tuple(train_images.shape[1:])
         self.Y = train_images.reshape(train_images.shape[0], -1).contiguous()
@@ -101,6 +105,7 @@ class DataLocalDenoiser(Denoiser):
         if not 0 <= float(sparse_below) <= 1:
             raise ValueError(f"sparse_below must lie in [0, 1], got {sparse_below!r}")
         self.chunk_size, self.sparse_below, self.cache_size = chunk_size, float(sparse_below), int(cache_size)
+        self.dense_above = float(dense_above)
         if callable(masks) and not isinstance(masks, torch.Tensor):
             self.masks_fn = masks
         else:
@@ -141,6 +146,10 @@ class DataLocalDenoiser(Denoiser):
     def _denoise_one(self, q: torch.Tensor, s: float) -> torch.Tensor:
         Y, Y2 = self._train(q)
         pl = self.plan(s)
+        if pl["density"] >= self.dense_above:
+            m = _check_masks(self.masks_fn(s), self.d, "masks(sigma)").to(q.device)
+            return dense_masked_denoise(Y, q.reshape(-1, *self.shape), s, m,
+                                        chunk_size=self.chunk_size or 512).reshape(q.shape)
         rows = pl["rows"].to(device=q.device, dtype=q.dtype)           # (U, d)
         inv = pl["inverse"].to(q.device)
         U, B = rows.shape[0], q.shape[0]

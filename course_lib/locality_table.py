@@ -42,9 +42,11 @@ def paper_sigmas(n_steps: int = 10, spacing: str = "leading") -> torch.Tensor:
 
 
 def table1_machines(train_images: torch.Tensor, calibration=None, tau: float = 0.005,
-                    include=("Optimal", "Wiener", "ELS (K&G)", "Niedoba", "Data-local")) -> dict:
+                    include=("Optimal", "Wiener", "ELS (K&G)", "Niedoba", "Data-local"),
+                    n_els: int | None = None) -> dict:
     """{name: denoiser} of the analytic models of Table 1 on ``train_images`` (module doc).
-    ``calibration``: a Chapter 5 :class:`course_lib.creativity.NetworkCalibration` (needed for ELS)."""
+    ``calibration``: a Chapter 5 :class:`course_lib.creativity.NetworkCalibration` (needed for ELS);
+    ``n_els``: give the ELS machine only the first ``n_els`` images (its cost on a CPU; None: all)."""
     from .denoisers import DataLocalDenoiser, GaussianDenoiser, IdealDenoiser, PatchSetDenoiser
     from .denoisers.patchset import niedoba_schedule
     from .locality import WienerMasks
@@ -60,7 +62,7 @@ def table1_machines(train_images: torch.Tensor, calibration=None, tau: float = 0
             if calibration is None:
                 raise ValueError("the ELS machine needs the network's calibration (Chapter 5); pass calibration=")
             from .creativity import machine_factory
-            out[k] = machine_factory("ELS", train_images, "zeros")(calibration["ELS"])
+            out[k] = machine_factory("ELS", train_images[:n_els], "zeros")(calibration["ELS"])
         elif k == "Niedoba":
             out[k] = PatchSetDenoiser(train_images, niedoba_schedule(train_images.shape[-1]))
         elif k == "Data-local":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import random
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -71,3 +72,19 @@ def setup(scale: str = "book", seed: int = 0, device: str = "auto", quiet: bool 
     if not quiet:
         print(f"SCALE={scale!r}  SEED={seed}  device={dev}  torch={torch.__version__}")
     return dev, gen
+
+
+@contextmanager
+def temporary_env(env: dict[str, str]):
+    """Set environment variables for the duration of a ``with`` block (kernels started inside, e.g. by
+    papermill, inherit them), then restore the previous values."""
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

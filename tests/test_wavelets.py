@@ -10,7 +10,7 @@ import torch
 from course_lib import wavelet_moments as wm
 pytestmark = pytest.mark.filterwarnings("ignore:Level value", "ignore:Sparse invariant")
 
-from course_lib.wavelets import (analysis_matrix, coeff_layout, dwt2, dwt2_packed, dwt_matrix, flatten_coeffs,
+from course_lib.wavelets import (analysis_matrix, dwt2, dwt2_packed, dwt_matrix, flatten_coeffs,
                                  idwt2, idwt2_packed, max_level, unflatten_coeffs)
 
 

@@ -12,7 +12,6 @@
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -101,22 +100,3 @@ def repository_url(config: dict) -> str:
     if not url.startswith("https://"):
         raise ValueError(f"_config.yml: repository.url must be an https URL, got {url!r}")
     return url.rstrip("/")
-
-
-def with_env(env: dict[str, str]):
-    """Context manager setting environment variables (papermill's kernels inherit them)."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def cm():
-        saved = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
-    return cm()

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,7 +26,8 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from book_assets import kernel_environment, vendor_mathjax, with_env  # noqa: E402
+from book_assets import kernel_environment, vendor_mathjax  # noqa: E402
+from course_lib.config import temporary_env  # noqa: E402
 from book_post import postprocess, wide_figures  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -71,7 +71,7 @@ def execute(nb: Path, out: Path, scale: str, timeout: int) -> float:
     t0 = time.perf_counter()
     for attempt in (1, 2):
         try:
-            with with_env(env):
+            with temporary_env(env):
                 pm.execute_notebook(
                     str(nb), str(out), parameters={"SCALE": scale}, kernel_name="python3",
                     cwd=str(nb.parent), execution_timeout=timeout, progress_bar=False,

@@ -31,7 +31,7 @@ from .. import distributed
 from ..softmax import OnlineSoftmax, squared_distances
 from ..validate import as_int, check_finite, check_float_dtype
 from . import attention
-from .base import Denoiser, check_images, check_query, sigma_batch, sigma_view
+from .base import Denoiser, check_images, check_query, sigma_batch
 
 __all__ = ["IdealDenoiser", "ClassConditionalDenoiser", "underflow_gap"]
 

@@ -20,7 +20,6 @@ softmax over the training set and ``fold`` to sum the overlapping estimates.
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import torch

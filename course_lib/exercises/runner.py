@@ -20,13 +20,13 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import os
 import re
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config import temporary_env
 from .base import LOG_ENV
 
 __all__ = ["Exercise", "find_exercises", "prepare", "final_results", "report", "run_notebook", "main"]
@@ -131,19 +131,13 @@ def run_notebook(path: Path, scale: str = "ci", solutions: bool = False, timeout
         src, out, log = Path(tmp) / path.name, keep or Path(tmp) / f"out-{path.name}", Path(tmp) / "log.jsonl"
         nbformat.write(nbformat.from_dict(prepared), str(src))
         log.touch()
-        saved = {k: os.environ.get(k) for k in (LOG_ENV, "COURSE_NO_WIDGETS", "MPLBACKEND", "TQDM_DISABLE")}
-        os.environ.update({LOG_ENV: str(log), "COURSE_NO_WIDGETS": "1", "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"})
+        env = {LOG_ENV: str(log), "COURSE_NO_WIDGETS": "1", "MPLBACKEND": "Agg", "TQDM_DISABLE": "1"}
         try:
-            pm.execute_notebook(str(src), str(out), parameters={"SCALE": scale}, kernel_name="python3",
-                                cwd=str(path.resolve().parent), execution_timeout=timeout, progress_bar=False)
+            with temporary_env(env):
+                pm.execute_notebook(str(src), str(out), parameters={"SCALE": scale}, kernel_name="python3",
+                                    cwd=str(path.resolve().parent), execution_timeout=timeout, progress_bar=False)
         except pm.PapermillExecutionError as exc:
             error = f"cell {exc.exec_count}: {exc.ename}: {exc.evalue}"
-        finally:
-            for k, v in saved.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
         records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     return final_results(records, names), error
 

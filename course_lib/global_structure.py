@@ -28,7 +28,7 @@ import torch
 
 from .denoisers.base import check_images
 
-__all__ = ["nsweep_pairs", "generalization_curve", "crossing", "full_jacobian", "adaptive_basis",
+__all__ = ["nsweep_pairs", "generalization_curve", "novelty_of", "crossing", "full_jacobian", "adaptive_basis",
            "effective_dimension", "subspace_overlap", "wavelet_compaction", "class_consistency"]
 
 
@@ -67,6 +67,16 @@ def generalization_curve(pairs: dict, seeds, n_steps: int = 18, solver: str = "h
         out[N] = {"r2": c.r2["b"], "samples_a": sa, "samples_b": sb,
                   "novelty_a": novelty(sa, network_training_images(Da)), "novelty_b": novelty(sb, network_training_images(Db))}
     return out
+
+
+def novelty_of(images: torch.Tensor, network: str) -> torch.Tensor:
+    """(B,) rms distance of ``images`` to the nearest training image of the committed ``network``
+    (the baseline for :func:`generalization_curve`'s novelty: held-out test digits)."""
+    from .creativity import network_training_images
+    from .diagnostics import novelty
+    from .nets import load_pretrained
+
+    return novelty(images, network_training_images(load_pretrained(network)))
 
 
 def crossing(Ns, values, level: float = 0.5) -> float:

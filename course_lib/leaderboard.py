@@ -37,7 +37,7 @@ import torch
 from .compare import compare
 
 __all__ = ["MACHINES", "SETTINGS", "COLUMNS", "build_machine", "calibration_for", "run_pair", "run", "to_markdown",
-           "plot", "read_csv", "main"]
+           "plot", "read_csv", "load", "main"]
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
 COLUMNS = ["machine", "network", "dataset", "n_seeds", "median_r2", "ci_low", "ci_high", "median_mse",
@@ -284,6 +284,17 @@ def read_csv(path=None) -> list[dict]:
         r["n_seeds"] = int(r["n_seeds"])
         for k in ("median_r2", "ci_low", "ci_high", "median_mse", "seconds_per_call"):
             r[k] = float(r[k])
+    return rows
+
+
+def load(path=None) -> list[dict]:
+    """:func:`read_csv` rows joined with the ``.steps.json`` beside the CSV (beats_ideal, step_r2, ...)."""
+    path = Path(path) if path else RESULTS / "leaderboard.csv"
+    rows = read_csv(path)
+    side = path.with_suffix(".steps.json")
+    extra = {(e["machine"], e["network"]): e for e in json.loads(side.read_text())} if side.is_file() else {}
+    for r in rows:
+        r.update({k: v for k, v in extra.get((r["machine"], r["network"]), {}).items() if k in EXTRA})
     return rows
 
 

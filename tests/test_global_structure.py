@@ -96,3 +96,4 @@ def test_generalization_curve_identical_networks_agree(require_data):
     nov = torch.cdist(res["samples_a"].flatten(1).double(), X.flatten(1).double()).min(1).values / 28
     assert torch.allclose(res["novelty_a"].double(), nov, rtol=1e-4)
     assert 2500 in gs.nsweep_pairs() and gs.nsweep_pairs()[2500][1] == "mnist_unet_half_b_book"
+    assert torch.allclose(gs.novelty_of(res["samples_a"], pair[0]).double(), nov, rtol=1e-4)

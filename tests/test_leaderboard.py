@@ -81,3 +81,9 @@ def test_machines_are_denoisers_and_bad_input():
         lb.run("ci", machines=["nope"], progress=False)
     with pytest.raises(ValueError, match="unknown networks"):
         lb.run("ci", networks=["nope"], progress=False)
+
+
+def test_load_joins_the_step_curves(ci_run):
+    rows = lb.load(ci_run)
+    assert all(len(r["step_r2"]) == lb.SETTINGS["ci"]["n_steps"] and "beats_ideal" in r for r in rows)
+    assert [(r["machine"], r["network"]) for r in rows] == [(r["machine"], r["network"]) for r in lb.read_csv(ci_run)]

@@ -18,7 +18,9 @@ Every machine is built on the network's OWN training images (the first ``n_train
 the checkpoint records, :func:`course_lib.creativity.network_training_images`). Machines with a calibrated
 patch-size schedule (LS, ELS) use the network's committed calibration ``data/calibration/<net>.json``;
 a network without one borrows the calibration of the committed network of the same architecture on the
-same dataset (``calibration`` column of the markdown table says which).
+same dataset (``calibration`` column of the markdown table says which). Chapter 4's data-local denoiser
+uses Wiener masks fitted to the same training images with the authors' threshold tau for the data set
+(``course_lib.locality.TAU``); Niedoba et al.'s patch-set denoiser their patch-size schedule.
 
 Finished pairs are cached in ``<out dir>/leaderboard_cache/<scale>.json`` keyed by everything that
 determines them, so an interrupted run resumes where it stopped.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import json
 import sys
 import time
@@ -73,7 +76,20 @@ def _machines():
         "ELS-zeros": els("zeros"),     # boundary-broken ELS (Kamb & Ganguli Sec. 4)
         "wavelet-independent": lambda X, cal: WaveletDenoiser(X, "independent"),
         "wavelet-local_coupled": lambda X, cal: WaveletDenoiser(X, "local_coupled"),
-    }
+    } | _chapter4_machines()
+
+
+def _chapter4_machines() -> dict:
+    """Chapter 4's data-local denoiser (Lukoianov et al. 2025; Wiener masks with the authors' tau for the
+    data set) and Niedoba et al.'s patch-set denoiser (their patch-size schedule), when present."""
+    if importlib.util.find_spec("course_lib.denoisers.datalocal") is None:
+        return {}
+    from .denoisers import DataLocalDenoiser, PatchSetDenoiser
+    from .denoisers.patchset import niedoba_schedule
+    from .locality import TAU, WienerMasks
+
+    return {"data-local": lambda X, cal, dataset="mnist": DataLocalDenoiser(X, WienerMasks(X, TAU[dataset])),
+            "niedoba": lambda X, cal, dataset="mnist": PatchSetDenoiser(X, niedoba_schedule(X.shape[-1]))}
 
 
 def _gmm(X):
@@ -89,17 +105,21 @@ def _gmm(X):
 
 
 MACHINES = ("ideal", "smoothed", "wiener", "gmm", "LS", "ELS", "ELS-zeros", "wavelet-independent",
-            "wavelet-local_coupled")
+            "wavelet-local_coupled") + (("data-local", "niedoba")
+                                        if importlib.util.find_spec("course_lib.denoisers.datalocal") else ())
 CALIBRATED = ("LS", "ELS", "ELS-zeros")
 
 
-def build_machine(name: str, train_images: torch.Tensor, calibration=None):
-    """The machine ``name`` (one of :data:`MACHINES`) on ``train_images``; LS/ELS need a calibration."""
+def build_machine(name: str, train_images: torch.Tensor, calibration=None, dataset: str = "mnist"):
+    """The machine ``name`` (one of :data:`MACHINES`) on ``train_images``; LS/ELS need a calibration,
+    the data-local machine the ``dataset`` name (for its threshold tau)."""
     table = _machines()
     if name not in table:
         raise ValueError(f"machine must be one of {MACHINES}, got {name!r}")
     if name in CALIBRATED and calibration is None:
         raise ValueError(f"machine {name!r} needs a calibration (a NetworkCalibration), got None")
+    if name in ("data-local", "niedoba"):
+        return table[name](train_images, calibration, dataset)
     return table[name](train_images, calibration)
 
 
@@ -149,7 +169,7 @@ def run_pair(machine: str, network, seeds, n_steps: int, n_train: int | None, *,
     net = load_pretrained(network, device=device or "cpu") if isinstance(network, str) else network
     X = network_training_images(net, n_train).to(device=device)
     cal, cal_name = calibration_for(net.name) if machine in CALIBRATED else (None, "")
-    D = _Timed(build_machine(machine, X, cal))
+    D = _Timed(build_machine(machine, X, cal, net.train_subset["dataset"]))
     sig = karras_sigmas(n_steps, SIGMA_MIN, SIGMA_MAX, RHO)
     cmp = compare({machine: D}, net, sig, list(seeds), tuple(X.shape[1:]), SOLVER, reference_name=net.name,
                   device=device)

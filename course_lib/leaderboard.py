@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import importlib.util
 import json
 import sys
@@ -188,8 +189,22 @@ def run_pair(machine: str, network, seeds, n_steps: int, n_train: int | None, *,
     return row, cmp
 
 
+@functools.lru_cache(maxsize=64)
+def _weights(network: str, mtime_ns: int) -> str:
+    from .compare import denoiser_key
+    from .nets import load_pretrained
+
+    return denoiser_key(load_pretrained(network)).rsplit("weights:", 1)[-1]
+
+
 def _key(machine, network, s) -> str:
-    return json.dumps([machine, network, s["n_seeds"], s["n_steps"], s["n_train"], SOLVER, SIGMA_MIN, SIGMA_MAX])
+    """Cache key of a pair: the settings and the network's identity including a hash of its weights
+    (:func:`course_lib.compare.denoiser_key`), so a retrained network never reuses stale rows."""
+    from .nets.pretrained import CKPT_DIR
+
+    weights = _weights(network, (CKPT_DIR / f"{network}.pt").stat().st_mtime_ns)
+    return json.dumps([machine, network, weights, s["n_seeds"], s["n_steps"], s["n_train"], SOLVER, SIGMA_MIN,
+                       SIGMA_MAX])
 
 
 def run(scale: str = "ci", machines=None, networks=None, out=None, device=None, progress: bool = True,

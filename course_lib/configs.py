@@ -37,6 +37,10 @@ CONFIGS: dict[str, dict] = {
                                  channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
     "mnist_unet_odd_book": dict(_BOOK, seed=1, dataset="mnist", split="train_5k", n=None, start=1, stride=2,
                                 channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
+    # Chapter 4: the reference UNet on MNIST train_5k with a fixed pixel permutation (seed 0) of every
+    # image (course_lib.permute): does its sensitivity field follow the moved statistics?
+    "mnist_perm_unet_book": dict(_BOOK, dataset="mnist", split="train_5k", n=None, pixel_permute_seed=0,
+                                 channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=3000),
     # paper scale (GPU): full training sets at 32 x 32 (MNIST / Fashion-MNIST padded with 2 background
     # pixels per side); 300 epochs of 60k / 50k images at batch 128; Fashion-MNIST and CIFAR-10
     # class-conditional, MNIST unconditional, as in Kamb & Ganguli App. C.1
@@ -58,6 +62,9 @@ CONFIGS: dict[str, dict] = {
     "cifar10_unet_paper": dict(_PAPER, dataset="cifar10", split="train", n=None, channels=3, arch="unet",
                                n_classes=10, arch_kwargs=dict(channels=(64, 128, 256)),
                                steps=300 * 50_000 // 128),
+    "mnist_perm_unet_paper": dict(_PAPER, dataset="mnist", split="train", n=None, options=dict(pad=2),
+                                  pixel_permute_seed=0, channels=1, arch="unet",
+                                  arch_kwargs=dict(channels=(64, 128, 256)), steps=300 * 60_000 // 128),
 }
 
 # Chapter 7, memorization -> generalization (Kadkhodaie, Guth, Simoncelli & Mallat, ICLR 2024): one

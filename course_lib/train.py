@@ -88,6 +88,9 @@ def load_training_images(cfg: dict, data_dir=None):
     if sub:
         pos = subset_positions(len(images), **sub)
         images, labels, indices = images[pos], labels[pos], indices[pos]
+    if cfg.get("pixel_permute_seed") is not None:  # Chapter 4: a fixed pixel permutation of every image
+        from .permute import permute_pixels, pixel_permutation
+        images = permute_pixels(images, pixel_permutation(*images.shape[-2:], seed=cfg["pixel_permute_seed"]))
     return images, labels, indices
 
 
@@ -198,7 +201,9 @@ def save_checkpoint(path: Path, ema, cfg, name, step, losses, indices, seconds):
                              "start": int(cfg.get("start", 0)), "stride": int(cfg.get("stride", 1)),
                              "permute_seed": cfg.get("permute_seed"),
                              "indices": [int(i) for i in indices]}
-                            | ({"options": cfg["options"]} if cfg.get("options") else {}),
+                            | ({"options": cfg["options"]} if cfg.get("options") else {})
+                            | ({"pixel_permute_seed": cfg["pixel_permute_seed"]}
+                               if cfg.get("pixel_permute_seed") is not None else {}),
             "losses": losses}
     torch.save({"ema": {k: v.float() for k, v in ema.state_dict().items()}, "meta": meta}, path)
     path.with_suffix(".json").write_text(json.dumps({k: v for k, v in meta.items() if k != "train_subset"}

@@ -74,11 +74,44 @@ def test_chapter_exercises_are_recognised(nb_path):
     assert not any("raise NotImplementedError" in src for src in checked)
 
 
-def test_every_check_has_hints():
-    for ch in ("ch00", "ch01", "ch02", "ch03", "ch05"):
-        src = (ROOT / "course_lib" / "exercises" / f"{ch}.py").read_text()
-        n_checks = src.count("return run_check(")
-        assert n_checks and src.count("hint=") >= n_checks and src.count("hint2=") >= n_checks, ch
+CHECK_MODULES = ("ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06")
+
+
+def _deliberately_wrong(*args, **kwargs):
+    raise ValueError("deliberately wrong")
+
+
+@pytest.mark.parametrize("ch", CHECK_MODULES)
+def test_every_check_has_hints(ch, monkeypatch):
+    """Every check_* of every chapter (the kinds-based ones included) shows a first hint after one wrong
+    attempt and a different, second hint after two. The reader's function raising is a wrong answer for
+    every check, so each is exercised without knowing its signature."""
+    monkeypatch.setattr(base, "_WRONG_ATTEMPTS", {})
+    module = importlib.import_module(f"course_lib.exercises.{ch}")
+    checks = [n for n in dir(module) if n.startswith("check_") and callable(getattr(module, n))
+              and getattr(getattr(module, n), "__module__", "") == module.__name__]
+    assert checks, ch
+    for name in checks:
+        first = getattr(module, name)(_deliberately_wrong)
+        assert first.status == "wrong" and len(first.hint) > 20 and not first.hint2, (ch, name, first)
+        second = getattr(module, name)(_deliberately_wrong)
+        assert len(second.hint2) > 20 and second.hint2 != second.hint, (ch, name, second)
+
+
+def test_kinds_forward_hints(monkeypatch):
+    """check_number / check_choice pass hint and hint2 to run_check; check_number keeps its inline hint."""
+    from course_lib.exercises.kinds import check_choice, check_number
+    monkeypatch.setattr(base, "_WRONG_ATTEMPTS", {})
+    r = check_number("n", lambda: 2.0, 1.0, hint="halve it", hint2="divide by two")
+    assert r.status == "wrong" and r.message.endswith("(halve it)") and r.hint == "halve it" and not r.hint2
+    r = check_number("n", lambda: 2.0, 1.0, hint="halve it", hint2="divide by two", inline_hint=False)
+    assert "halve" not in r.message and r.hint2 == "divide by two"
+    assert check_number("n", lambda: 1.0005, 1.0, hint="h", hint2="h2").correct
+    r = check_choice("c", lambda: "b", {"a": "x", "b": "y"}, "a", hint="look", hint2="look closer")
+    assert r.status == "wrong" and r.hint == "look" and not r.hint2
+    r = check_choice("c", lambda: "b", {"a": "x", "b": "y"}, "a", hint="look", hint2="look closer")
+    assert r.hint2 == "look closer"
+    assert check_choice("c", lambda: "A", {"a": "x", "b": "y"}, "a", hint="look").correct
 
 
 def test_report_lines_and_exit_status():

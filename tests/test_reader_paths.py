@@ -2,6 +2,7 @@
 URL in one place, the Colab cell, and the build's rules for the rendered copies (tools/book_post.py,
 tools/book_assets.py, book/_ext/course_bib.py)."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,8 +67,23 @@ def test_repository_url_is_configured_once_and_used_everywhere():
             assert "".join(nb["cells"][i]["source"]) == colab_cell.cell_source(URL), f"{nb_path.name}: run tools/colab_cell.py"
 
 
+@pytest.mark.parametrize("nb_path", sorted((ROOT / "chapters").glob("*.ipynb")), ids=lambda p: p.stem)
+def test_chapter_has_the_colab_cell_and_labels_of_at_least_10pt(nb_path):
+    """Every chapter carries one current Colab cell (tools/colab_cell.py), and no code cell asks for a
+    font below 10 pt (the book shows figures at their true size; smaller labels are unreadable)."""
+    nb = json.loads(nb_path.read_text())
+    assert len(colab_cell.colab_cells(nb)) == 1 and not colab_cell.apply(nb, URL), "run tools/colab_cell.py"
+    code = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    small = [float(v) for v in re.findall(r"fontsize\s*=\s*([0-9.]+)", code) if float(v) < 10]
+    assert not small, f"fontsize {small} in {nb_path.name}: use >= 10"
+
+
 def test_colab_cell_is_idempotent_and_inert_outside_colab(tmp_path):
     nb = json.loads((ROOT / "chapters" / "00_intro.ipynb").read_text())
+    committed = colab_cell.colab_cells(nb)
+    if committed:  # the committed cell is current: running the tool again changes nothing
+        assert len(committed) == 1 and not colab_cell.apply(json.loads(json.dumps(nb)), URL)
+    nb["cells"] = [c for j, c in enumerate(nb["cells"]) if j not in committed]  # the chapter as it was before
     n = len(nb["cells"])
     assert colab_cell.apply(nb, URL) and not colab_cell.apply(nb, URL)
     assert len(nb["cells"]) == n + 1

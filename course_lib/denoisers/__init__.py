@@ -20,6 +20,8 @@ _LAZY = {
     "EquivariantLocalDenoiser": "local",
     "EquivariantDenoiser": "local",
     "WaveletDenoiser": "wavelet",
+    "DataLocalDenoiser": "datalocal",
+    "PatchSetDenoiser": "patchset",
 }
 
 

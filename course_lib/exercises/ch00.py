@@ -136,7 +136,9 @@ def check_edm_coefficients(fn) -> CheckResult:
             if abs(co**2 - v(cs)) > 1e-6 * max(1.0, v(cs)) or co <= 0:
                 return f"c_out = {co:.4g} at sigma={sigma}: the target (x0 - c_skip x)/c_out must have unit variance"
         return None
-    return run_check("edm_coefficients", body)
+    return run_check("edm_coefficients", body,
+                     hint='Write the variance of the residual target, v(c) = (1 - c)^2 sigma_data^2 + c^2 sigma^2, as a function of c = c_skip and minimise it.',
+                     hint2='dv/dc = 0 gives c_skip as a ratio of sigma_data^2 to the total variance sigma^2 + sigma_data^2; c_out is the square root of v at that c_skip.')
 
 
 def check_predict_posterior_mean(fn, n_draws: int = 200_000, seed: int = 0) -> CheckResult:
@@ -157,7 +159,9 @@ def check_predict_posterior_mean(fn, n_draws: int = 200_000, seed: int = 0) -> C
             return None
         return (f"your prediction {v:.4g}; the Monte Carlo run gives {m:.4f} +- {se:.4f} (shrink x - mu by "
                 f"v / (v + sigma^2))")
-    return run_check("predict_posterior_mean", body)
+    return run_check("predict_posterior_mean", body,
+                     hint='Prior and likelihood are both Gaussian, so the posterior mean is a weighted average of the prior mean and the observation.',
+                     hint2='E[x0 | x] = mu + v / (v + sigma^2) (x - mu); here mu = 0.3, v = 0.25, sigma = 0.5 and x = 1.')
 
 
 MSE_FLOOR_OPTIONS = {
@@ -175,4 +179,6 @@ def check_explain_mse_floor(fn) -> CheckResult:
     return check_choice("explain_mse_floor", fn, MSE_FLOOR_OPTIONS, "a", {
         "b": "float32 rounding is ~1e-7 relative; the floor is many orders of magnitude larger",
         "c": "a fixed z only makes the curve smooth; with fresh z the floor is the same",
-        "d": "no sampler is involved: the figure evaluates D once per sigma"})
+        "d": "no sampler is involved: the figure evaluates D once per sigma"},
+        hint='What does the exact denoiser return when sigma is much smaller than the distance between training digits?',
+        hint2='At small sigma the softmax weights sit on one training image; the test digit is not in the training set, so compare the two.')

@@ -190,7 +190,9 @@ def check_critical_smoothing_gap(fn) -> CheckResult:
                 return (f"got {v:.4g} for delta={delta}: only the component of z along the line joining the images "
                         f"matters; write D_s there and ask when its slope at the midpoint reaches 1")
         return None
-    return run_check("critical_smoothing_gap", body)
+    return run_check("critical_smoothing_gap", body,
+                     hint='Only the coordinate along the line joining the two images matters: it is the two-image exercise above, rescaled.',
+                     hint2='Along that line D_s(u) = (delta/2)(2 Phi(u/s) - 1) around the midpoint; set its slope at u = 0 equal to 1 and solve for s.')
 
 
 def check_predict_n_eff(fn, N: int = 50, seed: int = 0) -> CheckResult:
@@ -213,7 +215,9 @@ def check_predict_n_eff(fn, N: int = 50, seed: int = 0) -> CheckResult:
         if abs(v - run) <= 0.02 * run:
             return None
         return f"your prediction {v:.4g}; the run gives {run:.4g} (at sigma >> the data's spread, who wins the guess?)"
-    return run_check("predict_n_eff", body)
+    return run_check("predict_n_eff", body,
+                     hint='At sigma = 1000 the noisy input is far from every training image, and at almost the same distance from each: what do the softmax weights look like?',
+                     hint2='The logit differences are about |x| |x_i - x_j| / sigma^2, nearly 0; what is exp(entropy) of N nearly equal weights?')
 
 
 NOVELTY_OPTIONS = {
@@ -231,4 +235,6 @@ def check_explain_novelty_residual(fn) -> CheckResult:
     return check_choice("explain_novelty_residual", fn, NOVELTY_OPTIONS, "a", {
         "b": "noise raises the residual (that is kernel smoothing's curve, which climbs)",
         "c": "every machine is sampled to sigma = 0 on the same grid",
-        "d": "that is the horizontal axis (novelty); the vertical one is the energy outside the principal subspace"})
+        "d": "that is the horizontal axis (novelty); the vertical one is the energy outside the principal subspace"},
+        hint='The vertical axis is the energy outside the principal subspace of real digits: what kind of image has little of it?',
+        hint2='Averaging several digits cancels their individual strokes, which live outside the top principal components.')

@@ -149,7 +149,9 @@ def check_half_crossing(fn) -> CheckResult:
                             f"coefficient is its square root")
                 return f"got {v:.4g} for lam={lam}: square sqrt(lam/(lam + sigma^2)) = 1/2 and solve for sigma^2"
         return None
-    return run_check("half_crossing", body)
+    return run_check("half_crossing", body,
+                     hint='For sigma_T -> infinity the normalised coefficient is sqrt(lam / (lam + sigma^2)).',
+                     hint2='Square both sides of sqrt(lam / (lam + sigma^2)) = 1/2: the equation is linear in sigma^2.')
 
 
 def check_predict_far_field_slope(fn) -> CheckResult:
@@ -174,7 +176,9 @@ def check_predict_far_field_slope(fn) -> CheckResult:
         hint = (" (O(sigma^-2) is the relative gap at a FIXED x; here the points move out with sigma)"
                 if abs(v + 2) < 0.5 or abs(v + 4) < 0.5 else "")
         return f"your prediction {v:.3g}; the run gives {run:.2f}{hint}"
-    return run_check("predict_far_field_slope", body)
+    return run_check("predict_far_field_slope", body,
+                     hint="Far from the data the mixture's score and its Gaussian fit agree to leading order; the first difference comes from the cloud's skew (third moment).",
+                     hint2='The score gap is about m3 / (2 sigma^4) while the score itself has norm about sqrt(d) / sigma; the FSE is the square of their ratio.')
 
 
 SPECTRAL_BIAS_OPTIONS = {
@@ -192,4 +196,6 @@ def check_explain_spectral_bias(fn) -> CheckResult:
     return check_choice("explain_spectral_bias", fn, SPECTRAL_BIAS_OPTIONS, "a", {
         "b": "no network is involved; a UNet, being convolutional, learns many modes at once (exponent near 0)",
         "c": "no MLP is trained in this chapter; MLPs show an attenuated exponent (0.35-0.5 in the paper)",
-        "d": "the curves are closed forms (learning.generated_mode_variance), not averages of runs"})
+        "d": "the curves are closed forms (learning.generated_mode_variance), not averages of runs"},
+        hint='Read the code cell that draws the panel: which function produces its curves, and does it train anything?',
+        hint2="The curves come from learning.generated_mode_variance: read its docstring and the arguments the cell passes to it.")

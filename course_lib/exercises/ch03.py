@@ -171,7 +171,9 @@ def check_mp_kappa(fn) -> CheckResult:
                 return (f"got {v:.4g} for lam={lam}, gamma={gamma}, expected {ref:.4g}: with Sigma = I, "
                         f"df1(kappa) = d/(1 + kappa); write the Silverstein equation as a quadratic")
         return None
-    return run_check("mp_kappa", body)
+    return run_check("mp_kappa", body,
+                     hint='With Sigma = I every eigenvalue is 1, so df1(kappa) = d / (1 + kappa) and the Silverstein equation becomes algebraic.',
+                     hint2='Multiply kappa - lam = gamma kappa / (1 + kappa) out into a quadratic in kappa and keep the root that is >= lam.')
 
 
 def check_predict_split_ratio(fn) -> CheckResult:
@@ -189,7 +191,9 @@ def check_predict_split_ratio(fn) -> CheckResult:
         if abs(v - run) <= 0.1 * run:
             return None
         return f"your prediction {v:.3g}; the run gives {run:.3f} (how does a variance of an average scale with n?)"
-    return run_check("predict_split_ratio", body)
+    return run_check("predict_split_ratio", body,
+                     hint='The split-to-split distance is a variance over independently drawn training sets: how does such a variance scale with n?',
+                     hint2='The prefactor kappa^2 / (n - df2(kappa)) sets the scaling, and kappa barely moves between n = 1000 and n = 4000: compare 1/n at the two sizes.')
 
 
 ANISOTROPY_OPTIONS = {
@@ -207,4 +211,6 @@ def check_explain_anisotropy(fn) -> CheckResult:
     return check_choice("explain_anisotropy", fn, ANISOTROPY_OPTIONS, "a", {
         "b": "the measured squared difference per PC falls over orders of magnitude with k",
         "c": "low-variance PCs are badly estimated, but the sampler multiplies them by sqrt(s_k), which is small",
-        "d": "the mean's fluctuation is one term (Tr Sigma / n); the covariance term dominates the top PCs"})
+        "d": "the mean's fluctuation is one term (Tr Sigma / n); the covariance term dominates the top PCs"},
+        hint='Look at the per-component squared difference in the figure: at which end of the k axis is it largest?',
+        hint2='The sampler multiplies each principal coefficient by sqrt(s_k): an estimation error in a low-variance component is scaled down, one in a top component is not.')

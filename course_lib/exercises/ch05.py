@@ -122,7 +122,9 @@ def check_ls_threshold(fn) -> CheckResult:
                             f"with no padding on either side")
                 return f"got {v:g} for H={H}: rows h <= r <= H-1-h (h = P//2) share a class; when is there at most one?"
         return None
-    return run_check("ls_threshold", body)
+    return run_check("ls_threshold", body,
+                     hint="Under zero padding a pixel's boundary class is how far its patch reaches past each border; pixels whose patch reaches past no border share one class.",
+                     hint2='With h = P // 2, the rows h <= r <= H - 1 - h share a class: find the smallest odd P that leaves at most one such row.')
 
 
 def check_predict_els_ls_gap(fn) -> CheckResult:
@@ -143,7 +145,9 @@ def check_predict_els_ls_gap(fn) -> CheckResult:
         if abs(v - run) <= 1e-6:
             return None
         return f"your prediction {v:.3g}; the run gives {run:.1e} (at P = 9 > 8, how many locations share a class?)"
-    return run_check("predict_els_ls_gap", body)
+    return run_check("predict_els_ls_gap", body,
+                     hint='Use the previous exercise: at P = 9 on 8 x 8 images, how many locations share a boundary class?',
+                     hint2='When every pixel is its own class, the ELS machine compares a patch only with patches at the same location: which machine of this chapter does exactly that?')
 
 
 SCATTER_OPTIONS = {
@@ -161,4 +165,6 @@ def check_explain_scatter(fn) -> CheckResult:
     return check_choice("explain_scatter", fn, SCATTER_OPTIONS, "a", {
         "b": "both axes are r^2 against the network's sample, not distances to training images",
         "c": "a memorising network would favour IS: points below the diagonal",
-        "d": "all machines use the same grid and number of steps"})
+        "d": "all machines use the same grid and number of steps"},
+        hint='Both axes measure agreement (r^2) with the same reference image: which one?',
+        hint2="Read the axis labels: each coordinate is one machine's r^2 for that seed against the network's sample. Compare the two coordinates of a point above y = x.")

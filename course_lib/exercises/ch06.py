@@ -59,7 +59,9 @@ def check_hankel_system(fn) -> CheckResult:
             why = compare(out[0], H, f"H (K={K})", rtol=1e-10) or compare(out[1], b, f"b (K={K})", rtol=1e-10)
             if why:
                 return why + " (hint: E[phi_a phi_b] = m_(a+b); Stein: E[phi_a s] = -E[a c^(a-1)])"
-    return run_check("hankel_system", body)
+    return run_check("hankel_system", body,
+                     hint='With features phi_a(c) = c^a, both the Gram matrix E[phi_a phi_b] and the right-hand side reduce to moments of c.',
+                     hint2="H_ab = m_(a+b); Stein's identity E[phi_a(c) s(c)] = -E[phi_a'(c)] gives b_a = -a m_(a-1), so b_0 = 0.")
 
 
 def check_noisy_moments(fn) -> CheckResult:
@@ -74,7 +76,9 @@ def check_noisy_moments(fn) -> CheckResult:
             why = compare(fn(clean.clone(), sigma), expect, f"noisy moments (R={R}, sigma={sigma})", rtol=1e-10)
             if why:
                 return why + " (hint: expand (c + sigma z)^r binomially; E[z^k] = (k-1)!! for even k, 0 for odd)"
-    return run_check("noisy_moments", body)
+    return run_check("noisy_moments", body,
+                     hint='Expand (c + sigma z)^r with the binomial theorem; c and z are independent.',
+                     hint2='m_r = sum_i C(r, i) sigma^(r-i) E[z^(r-i)] E[c^i], with E[z^k] = (k-1)!! for even k and 0 for odd k.')
 
 
 def check_band_tied_features(fn) -> CheckResult:
@@ -86,4 +90,6 @@ def check_band_tied_features(fn) -> CheckResult:
                       rtol=1e-12)
         if why:
             return why + " (order: 1, h, v, d, h^2, hv, hd, v^2, vd, d^2; cross terms couple the orientations)"
-    return run_check("band_tied_features", body)
+    return run_check("band_tied_features", body,
+                     hint='List every monomial of degree 0, 1 and 2 in the three coefficients (h, v, d): there are 10.',
+                     hint2='Order: 1; h, v, d; h^2, hv, hd, v^2, vd, d^2. Stack them on the last axis to get (B, 10).')

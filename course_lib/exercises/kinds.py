@@ -27,10 +27,14 @@ def as_number(value, what: str = "the answer") -> tuple[float | None, str | None
 
 
 def check_number(name: str, fn: Callable[[], object], expected: float | Callable[[], float], *, rtol: float = 1e-3,
-                 atol: float = 0.0, hint: str = "", wrong: dict | None = None) -> CheckResult:
+                 atol: float = 0.0, hint: str = "", hint2: str = "", inline_hint: bool = True,
+                 wrong: dict | None = None) -> CheckResult:
     """``fn()`` must return a number within ``atol + rtol |expected|`` of ``expected`` (a number, or a
     function computing it: the "run" of a predict-then-run exercise). ``wrong`` maps known wrong values
-    to a specific explanation (matched with the same tolerance)."""
+    to a specific explanation (matched with the same tolerance). ``hint`` and ``hint2`` are forwarded to
+    :func:`~course_lib.exercises.base.run_check` (shown after the first and second wrong attempts);
+    with ``inline_hint`` (the default) ``hint`` is also appended in parentheses to the generic
+    "expected about" message."""
     def body():
         v, reason = as_number(fn())
         if reason:
@@ -42,14 +46,15 @@ def check_number(name: str, fn: Callable[[], object], expected: float | Callable
         for w, why in (wrong or {}).items():
             if close(v, float(w)):
                 return f"got {v:.4g}: {why}"
-        return f"got {v:.4g}, expected about {target:.4g}" + (f" ({hint})" if hint else "")
-    return run_check(name, body)
+        return f"got {v:.4g}, expected about {target:.4g}" + (f" ({hint})" if hint and inline_hint else "")
+    return run_check(name, body, hint=hint, hint2=hint2)
 
 
-def check_choice(name: str, fn: Callable[[], object], options: dict, correct: str, feedback: dict | None = None
-                 ) -> CheckResult:
+def check_choice(name: str, fn: Callable[[], object], options: dict, correct: str, feedback: dict | None = None,
+                 *, hint: str = "", hint2: str = "") -> CheckResult:
     """``fn()`` returns one key of ``options`` (a letter, case-insensitive). ``feedback`` explains each
-    wrong option; the message of a correct answer is empty."""
+    wrong option; the message of a correct answer is empty. ``hint`` and ``hint2`` are forwarded to
+    :func:`~course_lib.exercises.base.run_check` (shown after the first and second wrong attempts)."""
     def body():
         v = fn()
         if not isinstance(v, str) or v.strip().lower() not in {k.lower() for k in options}:
@@ -59,4 +64,4 @@ def check_choice(name: str, fn: Callable[[], object], options: dict, correct: st
             return None
         key = next(k for k in options if k.lower() == v)
         return (feedback or {}).get(key, f"({key}) is not what the figure shows; look at it again")
-    return run_check(name, body)
+    return run_check(name, body, hint=hint, hint2=hint2)

@@ -303,7 +303,7 @@ def plot(rows, ax=None):
     for i in range(len(machines)):
         for j in range(len(nets)):
             if torch.isfinite(M[i, j]):
-                ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=8,
+                ax.text(j, i, f"{M[i, j]:.2f}", ha="center", va="center", fontsize=10,
                         color="white" if M[i, j] < 0.6 else "black")
     ax.figure.colorbar(im, ax=ax, label="median r² vs network")
     ax.set_title("final-sample r² of each machine vs each network (same noise)", fontsize=10)

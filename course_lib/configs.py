@@ -66,3 +66,22 @@ CONFIGS: dict[str, dict] = {
                                   pixel_permute_seed=0, channels=1, arch="unet",
                                   arch_kwargs=dict(channels=(64, 128, 256)), steps=300 * 60_000 // 128),
 }
+
+# Chapter 7, memorization -> generalization (Kadkhodaie, Guth, Simoncelli & Mallat, ICLR 2024): one
+# small UNet trained on two DISJOINT random subsets of MNIST train_5k of each size N (a fixed permutation,
+# seed 0, then every (5000 / N)-th position from start 0 or 1), with training seeds 0 and 1. Sized for a
+# shared 2-core CPU (widths 16/32/32, 1,000 steps; an EMA half-life of 2,000 images, since the book default
+# of 20,000 would still weight the first steps' weights heavily at step 1,000); the ``_paper`` variants
+# are the GPU version of the same sweep.
+NSWEEP_N = (10, 100, 1000)
+NSWEEP_N_PAPER = (1, 10, 100, 1000, 2500)
+for _N in NSWEEP_N_PAPER:
+    for _s, _side in enumerate("ab"):
+        _sub = dict(dataset="mnist", split="train_5k", n=None, permute_seed=0, start=_s, stride=5000 // _N,
+                    channels=1, arch="unet")
+        if _N in NSWEEP_N:
+            CONFIGS[f"mnist_nsweep_n{_N}_{_side}_book"] = dict(_BOOK, seed=_s, batch=32, ema_halflife_images=2000, **_sub,
+                                                                  arch_kwargs=dict(channels=(16, 32, 32)), steps=1000)
+        CONFIGS[f"mnist_nsweep_n{_N}_{_side}_paper"] = dict(_PAPER, seed=_s, **_sub,
+                                                               arch_kwargs=dict(channels=(64, 128, 256)), steps=100_000)
+del _N, _s, _side, _sub

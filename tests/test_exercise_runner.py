@@ -74,7 +74,7 @@ def test_chapter_exercises_are_recognised(nb_path):
     assert not any("raise NotImplementedError" in src for src in checked)
 
 
-CHECK_MODULES = ("ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06")
+CHECK_MODULES = ("ch00", "ch01", "ch02", "ch03", "ch04", "ch05", "ch06", "ch07")
 
 
 def _deliberately_wrong(*args, **kwargs):

@@ -82,6 +82,6 @@ for _N in NSWEEP_N_PAPER:
         if _N in NSWEEP_N:
             CONFIGS[f"mnist_nsweep_n{_N}_{_side}_book"] = dict(_BOOK, seed=_s, batch=32, ema_halflife_images=2000, **_sub,
                                                                   arch_kwargs=dict(channels=(16, 32, 32)), steps=1000)
-        CONFIGS[f"mnist_nsweep_n{_N}_{_side}_paper"] = dict(_PAPER, seed=_s, **_sub,
+        CONFIGS[f"mnist_nsweep_n{_N}_{_side}_paper"] = dict(_PAPER, seed=_s, **_sub, options=dict(pad=2),
                                                                arch_kwargs=dict(channels=(64, 128, 256)), steps=100_000)
 del _N, _s, _side, _sub

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from ..softmax import OnlineSoftmax
 from .base import CheckResult, compare, run_check
 
 __all__ = ["check_wiener_mask", "check_streaming_average", "check_unpermute_field",
@@ -32,18 +33,10 @@ def reference_wiener_mask(L: torch.Tensor, tau: float) -> torch.Tensor:
 
 def reference_streaming_average(logit_chunks, value_chunks) -> torch.Tensor:
     """sum_i softmax_i(l) v_i over all chunks with a running maximum (exact online log-sum-exp)."""
-    m = s = acc = None
+    state = OnlineSoftmax()
     for l, v in zip(logit_chunks, value_chunks):
-        mc = l.amax(-1)
-        m_new = mc if m is None else torch.maximum(m, mc)
-        w = torch.exp(l - m_new[:, None])
-        if m is None:
-            s, acc = w.sum(-1), w @ v
-        else:
-            r = torch.exp(m - m_new)
-            s, acc = s * r + w.sum(-1), acc * r[:, None] + w @ v
-        m = m_new
-    return acc / s[:, None]
+        state.update(l, v)
+    return state.mean()
 
 
 def reference_unpermute_field(field: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,7 @@ import torch
 
 from .compare import compare
 
-__all__ = ["MACHINES", "SETTINGS", "COLUMNS", "build_machine", "calibration_for", "run_pair", "run", "to_markdown",
+__all__ = ["MACHINES", "SETTINGS", "COLUMNS", "build_machine", "calibration_for", "run_pair", "run", "to_markdown", "summary_markdown",
            "plot", "read_csv", "load", "main"]
 
 RESULTS = Path(__file__).resolve().parents[1] / "data" / "results"
@@ -280,9 +280,25 @@ def to_markdown(rows) -> str:
     lines = ["| machine | network | median r² [95% CI] | median MSE | beats ideal | s / call | calibration |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
-        b = "" if r.get("beats_ideal") is None else f"{r['beats_ideal']:.0%}"
+        b = "-" if r.get("beats_ideal") is None or r["machine"] == "ideal" else f"{r['beats_ideal']:.0%}"
         lines.append(f"| {r['machine']} | {r['network']} | {r['median_r2']:.3f} [{r['ci_low']:.3f}, {r['ci_high']:.3f}] "
                      f"| {r['median_mse']:.4f} | {b} | {r['seconds_per_call']:.2g} | {r.get('calibration') or '-'} |")
+    return "\n".join(lines)
+
+
+def summary_markdown(rows) -> str:
+    """One row per machine, over all networks of ``rows``: the median over networks of the pair's median
+    r^2, its range, and on how many networks the machine has the highest r^2 of all machines."""
+    machines = list(dict.fromkeys(r["machine"] for r in rows))
+    nets = list(dict.fromkeys(r["network"] for r in rows))
+    best = {n: max((r for r in rows if r["network"] == n), key=lambda r: r["median_r2"])["machine"] for n in nets}
+    lines = [f"| machine | median r² over the {len(nets)} networks | lowest, highest | best on |",
+             "| --- | --- | --- | --- |"]
+    for m in machines:
+        v = torch.tensor([r["median_r2"] for r in rows if r["machine"] == m], dtype=torch.float64)
+        wins = sum(b == m for b in best.values())
+        lines.append(f"| {m} | {v.median().item():.3f} | {v.min().item():.3f}, {v.max().item():.3f} "
+                     f"| {wins} of {len(nets)} |")
     return "\n".join(lines)
 
 

@@ -87,3 +87,18 @@ def test_load_joins_the_step_curves(ci_run):
     rows = lb.load(ci_run)
     assert all(len(r["step_r2"]) == lb.SETTINGS["ci"]["n_steps"] and "beats_ideal" in r for r in rows)
     assert [(r["machine"], r["network"]) for r in rows] == [(r["machine"], r["network"]) for r in lb.read_csv(ci_run)]
+
+
+def test_summary_markdown_counts_wins_and_medians():
+    from course_lib.leaderboard import summary_markdown, to_markdown
+    rows = [dict(machine=m, network=n, median_r2=v, ci_low=v, ci_high=v, median_mse=0.1, seconds_per_call=0.01,
+                 beats_ideal=0.5)
+            for m, n, v in [("ideal", "a", 0.1), ("ideal", "b", 0.3), ("els", "a", 0.9), ("els", "b", 0.2),
+                            ("wiener", "a", 0.5), ("wiener", "b", 0.6)]]
+    lines = summary_markdown(rows).splitlines()
+    assert "2 networks" in lines[0] and len(lines) == 2 + 3
+    assert lines[2] == "| ideal | 0.100 | 0.100, 0.300 | 0 of 2 |"          # torch median of 2 = the lower
+    assert lines[3] == "| els | 0.200 | 0.200, 0.900 | 1 of 2 |"
+    assert lines[4] == "| wiener | 0.500 | 0.500, 0.600 | 1 of 2 |"
+    ideal_row = next(line for line in to_markdown(rows).splitlines() if line.startswith("| ideal | a"))
+    assert "| - |" in ideal_row                                               # the ideal does not "beat" itself

@@ -22,7 +22,6 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -32,23 +31,7 @@ from course_lib.config import get_device  # noqa: E402
 from course_lib.denoisers import IdealDenoiser  # noqa: E402
 from course_lib.denoisers.attention import logit_floor  # noqa: E402
 from course_lib.denoisers.ideal import auto_chunk_size  # noqa: E402
-
-
-def _sync(dev):
-    if dev.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def best_time(fn, dev, repeats: int) -> float:
-    fn()
-    _sync(dev)
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(dev)
-        best = min(best, time.perf_counter() - t0)
-    return best
+from _timing import best_time  # noqa: E402
 
 
 def one_shot(x2d, Y, sigma):

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -31,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_lib.denoisers import EquivariantLocalDenoiser  # noqa: E402
 from course_lib.denoisers.attention import attention_lse, head_dim  # noqa: E402
+from _timing import best_time  # noqa: E402
 
 KG_SECONDS = {3: 140.7, 7: 98.6}   # Kamb & Ganguli's code, N = 1000, B = 16, 28 x 28, sigma = 1
 KG_GFLOPS, KG_PAIRS = 217.4, 16 * 1000 * 784**2
@@ -38,21 +38,10 @@ TARGET_KG = {3: 20.0, 7: 7.0}
 TARGET_FLOOR = 1.5
 
 
-def timed(fn, dev, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def matmul_gflops(dev) -> float:
     a = torch.randn(2048, 2048, device=dev)
     torch.matmul(a, a)
-    return 2 * 2048**3 / timed(lambda: torch.matmul(a, a), dev, 3) / 1e9
+    return 2 * 2048**3 / best_time(lambda: torch.matmul(a, a), dev, 3, warmup=False) / 1e9
 
 
 def floor_call(machine, B, N, P, dev):
@@ -98,12 +87,12 @@ def main():
             ms = EquivariantLocalDenoiser(Y, P, boundary=boundary, backend="stream")
             if a.repeat > 1:
                 m(x, 1.0)
-            t_att = timed(lambda: m(x, 1.0), dev, a.repeat)
+            t_att = best_time(lambda: m(x, 1.0), dev, a.repeat, warmup=False)
             floor = floor_call(m, a.batch, a.n, P, dev)
-            t_floor = timed(floor, dev, a.repeat)
+            t_floor = best_time(floor, dev, a.repeat, warmup=False)
             t_st, diff = float("nan"), float("nan")
             if not a.no_stream:
-                t_st = timed(lambda: ms(x, 1.0), dev, 1)
+                t_st = best_time(lambda: ms(x, 1.0), dev, 1, warmup=False)
                 diff = (m(x, 1.0) - ms(x, 1.0)).abs().max().item() if a.n <= 100 else float("nan")
             kg = KG_SECONDS.get(P) if boundary == "circular" else None
             t_kg = kg * (KG_GFLOPS / gf) * (pairs / KG_PAIRS) if kg else float("nan")

@@ -17,23 +17,12 @@ Usage: python benchmarks/bench_locality.py [--n 5000] [--batch 16] [--sigmas 0.0
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
 from course_lib.denoisers.datalocal import DataLocalDenoiser, dense_masked_denoise, mask_plan
 from course_lib.locality import WienerMasks
-
-
-def best_time(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from _timing import best_time  # noqa: E402
 
 
 def training_images(kind: str, n: int) -> torch.Tensor:
@@ -70,8 +59,9 @@ def main(argv=None) -> int:
         D.plan(s)
         m = wm(s).to(dev)
         out = {}
-        t_ours = best_time(lambda: out.__setitem__("ours", D(x, s)), args.repeat)
-        t_dense = best_time(lambda: out.__setitem__("dense", dense_masked_denoise(Y, x, s, m, chunk_size=512)), args.repeat)
+        t_ours = best_time(lambda: out.__setitem__("ours", D(x, s)), None, args.repeat, warmup=False)
+        t_dense = best_time(lambda: out.__setitem__("dense", dense_masked_denoise(Y, x, s, m, chunk_size=512)), None, args.repeat,
+                            warmup=False)
         tot_dense, tot_ours = tot_dense + t_dense, tot_ours + t_ours
         diff = (out["ours"] - out["dense"]).abs().max().item()
         print(f"{s:>7g} {mask_plan(wm(s))['density']:>8.3f} {t_dense:>10.3f} {t_ours:>15.3f} "

@@ -6,22 +6,13 @@ Prints ratios against naive implementations run in the same process:
   and vs a Python loop over data sets.
 Usage: python benchmarks/bench_rmt.py
 """
-import time
 
 import numpy as np
 import torch
 from scipy import optimize
 
 from course_lib import rmt, rmt_mc
-
-
-def best(fn, repeat=3):
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
+from _timing import best_time  # noqa: E402
 
 
 def main():
@@ -34,7 +25,7 @@ def main():
         return [optimize.brentq(lambda k: k * (1 - (sn / (sn + k)).sum() / n) - l, l, l + sn.sum() / n + 1,
                                 xtol=1e-300, rtol=4 * np.finfo(float).eps) for l in ln]
 
-    t_vec, t_loop = best(lambda: rmt.silverstein_kappa(lam, s, n)), best(loop, 1)
+    t_vec, t_loop = best_time(lambda: rmt.silverstein_kappa(lam, s, n), warmup=False), best_time(loop, repeats=1, warmup=False)
     err = np.max(np.abs(rmt.silverstein_kappa(lam, s, n).numpy() - np.array(loop())) / np.array(loop()))
     print(f"silverstein_kappa, d=784, 2000 ridges: vectorised {t_vec * 1e3:.1f} ms, brentq loop {t_loop * 1e3:.1f} ms, "
           f"speed-up x{t_loop / t_vec:.1f} (max rel. difference {err:.1e})")
@@ -42,9 +33,9 @@ def main():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(250, 50, 60, generator=g, dtype=torch.float64)
     S = z.transpose(1, 2) @ z / 50
-    t_b = best(lambda: rmt_mc.batched_eigh(S))
-    t_d = best(lambda: torch.linalg.eigh(S))
-    t_l = best(lambda: [torch.linalg.eigh(m) for m in S])
+    t_b = best_time(lambda: rmt_mc.batched_eigh(S), warmup=False)
+    t_d = best_time(lambda: torch.linalg.eigh(S), warmup=False)
+    t_l = best_time(lambda: [torch.linalg.eigh(m) for m in S], warmup=False)
     print(f"eigh of 250 matrices 60x60: batched 1-thread {t_b * 1e3:.1f} ms, default threads ({torch.get_num_threads()}) "
           f"{t_d * 1e3:.1f} ms (x{t_d / t_b:.1f}), Python loop {t_l * 1e3:.1f} ms (x{t_l / t_b:.1f})")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -19,20 +18,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from course_lib.config import get_device  # noqa: E402
 from course_lib.denoisers import EquivariantLocalDenoiser, GaussianDenoiser, IdealDenoiser  # noqa: E402
-
-
-def best_time(fn, dev, repeats: int) -> float:
-    fn()
-    best = float("inf")
-    for _ in range(repeats):
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        best = min(best, time.perf_counter() - t)
-    return best
+from _timing import best_time  # noqa: E402
 
 
 def main(argv=None):

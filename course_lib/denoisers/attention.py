@@ -174,6 +174,19 @@ def ideal_states(q: torch.Tensor, sigma: torch.Tensor, Y: torch.Tensor, backend:
     return OnlineSoftmax.from_mean(osm.mean().view(B, d), osm.logsumexp().view(B))
 
 
+def _patch_queries(machine, x: torch.Tensor, sigma: torch.Tensor, P: int, ceiling: dict | None = None):
+    """(query patches (B, L, C P^2), padded head dim E) of a patch machine at patch size P, or None when
+    :func:`use_attention` chooses the streaming path for them."""
+    t = machine.train
+    d = t.C * P * P
+    E = head_dim(d)
+    Q = extract_patches(x, P, machine.boundary)  # (B, L, d)
+    if not use_attention(machine.backend, x.device, x.dtype, E, _norm_max(Q), math.sqrt(d) * t.amax,
+                         float(sigma.min()), ceiling):
+        return None
+    return Q, E
+
+
 def els_states(machine, x: torch.Tensor, sigma: torch.Tensor, P: int) -> list | None:
     """ELS / boundary-broken ELS (Chapter 5, Eqs. 9-10 and 41) as attention, one head per pixel group.
 
@@ -183,12 +196,9 @@ def els_states(machine, x: torch.Tensor, sigma: torch.Tensor, P: int) -> list | 
     """
     t = machine.train
     B, C, L = x.shape[0], t.C, t.H * t.W
-    d = C * P * P
-    E = head_dim(d)
-    Q = extract_patches(x, P, machine.boundary)  # (B, L, d)
-    if not use_attention(machine.backend, x.device, x.dtype, E, _norm_max(Q),
-                         math.sqrt(d) * t.amax, float(sigma.min())):
+    if (pq := _patch_queries(machine, x, sigma, P)) is None:
         return None
+    Q, E = pq
     Q = _augment(Q, E, (1.0 / sigma**2).view(B, 1, 1))
     groups = machine.groups(P, x.device)
     qs = [Q[:, idx].permute(1, 0, 2, 3).reshape(1, idx.shape[0], B * idx.shape[1], E) for idx in groups]
@@ -213,12 +223,9 @@ def ls_states(machine, x: torch.Tensor, sigma: torch.Tensor, P: int) -> OnlineSo
     neighbourhoods as keys. State (B, L) + (C,), or None when streaming is chosen."""
     t = machine.train
     B, C, L = x.shape[0], t.C, t.H * t.W
-    d = C * P * P
-    E = head_dim(d)
-    Q = extract_patches(x, P, machine.boundary)  # (B, L, d)
-    if not use_attention(machine.backend, x.device, x.dtype, E, _norm_max(Q),
-                         math.sqrt(d) * t.amax, float(sigma.min()), LS_AUTO_MAX_HEAD_DIM):
+    if (pq := _patch_queries(machine, x, sigma, P, LS_AUTO_MAX_HEAD_DIM)) is None:
         return None
+    Q, E = pq
     q = _augment(Q, E, (1.0 / sigma**2).view(B, 1, 1)).transpose(0, 1).unsqueeze(0)  # (1, L, B, E)
     n_max = machine.train.chunk_size or max(1, key_budget(x.device) // (3 * L * E))
 

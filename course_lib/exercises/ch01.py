@@ -201,23 +201,18 @@ def check_predict_n_eff(fn, N: int = 50, seed: int = 0) -> CheckResult:
     The run computes it (``diagnostics.effective_number``); the prediction must be within 2%."""
     from ..denoisers import IdealDenoiser
     from ..diagnostics import effective_number
-    from .kinds import as_number
+    from .kinds import check_number
 
-    def body():
-        v, reason = as_number(fn(N), "your prediction")
-        if reason:
-            return reason
+    def run():
         g = _gen(seed)
         train = torch.rand(N, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
         x = torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1 + 1000 * torch.randn(
             3, 1, 4, 4, generator=g, dtype=torch.float64)
-        run = effective_number(IdealDenoiser(train), x, 1000.0).mean().item()
-        if abs(v - run) <= 0.02 * run:
-            return None
-        return f"your prediction {v:.4g}; the run gives {run:.4g} (at sigma >> the data's spread, who wins the guess?)"
-    return run_check("predict_n_eff", body,
-                     hint='At sigma = 1000 the noisy input is far from every training image, and at almost the same distance from each: what do the softmax weights look like?',
-                     hint2='The logit differences are about |x| |x_i - x_j| / sigma^2, nearly 0; what is exp(entropy) of N nearly equal weights?')
+        return effective_number(IdealDenoiser(train), x, 1000.0).mean().item()
+    return check_number("predict_n_eff", lambda: fn(N), run, rtol=0.02, what="your prediction",
+                        note="at sigma >> the data's spread, who wins the guess?", inline_hint=False,
+                        hint='At sigma = 1000 the noisy input is far from every training image, and at almost the same distance from each: what do the softmax weights look like?',
+                        hint2='The logit differences are about |x| |x_i - x_j| / sigma^2, nearly 0; what is exp(entropy) of N nearly equal weights?')
 
 
 NOVELTY_OPTIONS = {

@@ -180,20 +180,15 @@ def check_predict_split_ratio(fn) -> CheckResult:
     """Predict, then run: ``fn()`` returns your prediction of the ratio of the predicted split-to-split
     distances of the Wiener sampler at n = 1000 and at n = 4000 (power-law spectrum s_k ~ 1/k, d = 100).
     The run evaluates :func:`course_lib.rmt.split_distance_theory`; within 10% is right."""
-    from .kinds import as_number
+    from .kinds import check_number
 
-    def body():
-        v, reason = as_number(fn(), "your predicted ratio")
-        if reason:
-            return reason
+    def run():
         s = rmt_mc.power_law_spectrum(100, 1.0)
-        run = (rmt.split_distance_theory(s, 1000, n_nodes=81) / rmt.split_distance_theory(s, 4000, n_nodes=81)).item()
-        if abs(v - run) <= 0.1 * run:
-            return None
-        return f"your prediction {v:.3g}; the run gives {run:.3f} (how does a variance of an average scale with n?)"
-    return run_check("predict_split_ratio", body,
-                     hint='The split-to-split distance is a variance over independently drawn training sets: how does such a variance scale with n?',
-                     hint2='The prefactor kappa^2 / (n - df2(kappa)) sets the scaling, and kappa barely moves between n = 1000 and n = 4000: compare 1/n at the two sizes.')
+        return (rmt.split_distance_theory(s, 1000, n_nodes=81) / rmt.split_distance_theory(s, 4000, n_nodes=81)).item()
+    return check_number("predict_split_ratio", fn, run, rtol=0.1, what="your predicted ratio",
+                        note="how does a variance of an average scale with n?", inline_hint=False,
+                        hint='The split-to-split distance is a variance over independently drawn training sets: how does such a variance scale with n?',
+                        hint2='The prefactor kappa^2 / (n - df2(kappa)) sets the scaling, and kappa barely moves between n = 1000 and n = 4000: compare 1/n at the two sizes.')
 
 
 ANISOTROPY_OPTIONS = {

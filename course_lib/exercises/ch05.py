@@ -132,22 +132,17 @@ def check_predict_els_ls_gap(fn) -> CheckResult:
     noisy 8 x 8 images (5 random training images, sigma = 0.7). The run computes both machines; a
     prediction within 1e-6 of the run is right."""
     from ..denoisers import EquivariantLocalDenoiser, LocalDenoiser
-    from .kinds import as_number
+    from .kinds import check_number
 
-    def body():
-        v, reason = as_number(fn(), "your prediction")
-        if reason:
-            return reason
+    def run():
         g = torch.Generator().manual_seed(5)
         Y = torch.rand(5, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
         x = 2.0 * torch.randn(3, 1, 8, 8, generator=g, dtype=torch.float64)
-        run = (EquivariantLocalDenoiser(Y, 9, "zeros")(x, 0.7) - LocalDenoiser(Y, 9)(x, 0.7)).abs().max().item()
-        if abs(v - run) <= 1e-6:
-            return None
-        return f"your prediction {v:.3g}; the run gives {run:.1e} (at P = 9 > 8, how many locations share a class?)"
-    return run_check("predict_els_ls_gap", body,
-                     hint='Use the previous exercise: at P = 9 on 8 x 8 images, how many locations share a boundary class?',
-                     hint2='When every pixel is its own class, the ELS machine compares a patch only with patches at the same location: which machine of this chapter does exactly that?')
+        return (EquivariantLocalDenoiser(Y, 9, "zeros")(x, 0.7) - LocalDenoiser(Y, 9)(x, 0.7)).abs().max().item()
+    return check_number("predict_els_ls_gap", fn, run, rtol=0.0, atol=1e-6, what="your prediction",
+                        note="at P = 9 > 8, how many locations share a class?", inline_hint=False,
+                        hint='Use the previous exercise: at P = 9 on 8 x 8 images, how many locations share a boundary class?',
+                        hint2='When every pixel is its own class, the ELS machine compares a patch only with patches at the same location: which machine of this chapter does exactly that?')
 
 
 SCATTER_OPTIONS = {

@@ -28,15 +28,16 @@ def as_number(value, what: str = "the answer") -> tuple[float | None, str | None
 
 def check_number(name: str, fn: Callable[[], object], expected: float | Callable[[], float], *, rtol: float = 1e-3,
                  atol: float = 0.0, hint: str = "", hint2: str = "", inline_hint: bool = True,
-                 wrong: dict | None = None) -> CheckResult:
+                 wrong: dict | None = None, note: str = "", what: str = "the answer") -> CheckResult:
     """``fn()`` must return a number within ``atol + rtol |expected|`` of ``expected`` (a number, or a
     function computing it: the "run" of a predict-then-run exercise). ``wrong`` maps known wrong values
     to a specific explanation (matched with the same tolerance). ``hint`` and ``hint2`` are forwarded to
     :func:`~course_lib.exercises.base.run_check` (shown after the first and second wrong attempts);
     with ``inline_hint`` (the default) ``hint`` is also appended in parentheses to the generic
-    "expected about" message."""
+    "expected about" message; ``note`` is appended to it in any case. ``what`` names the answer in
+    the message when it is not a number."""
     def body():
-        v, reason = as_number(fn())
+        v, reason = as_number(fn(), what)
         if reason:
             return reason
         target = float(expected() if callable(expected) else expected)
@@ -46,7 +47,8 @@ def check_number(name: str, fn: Callable[[], object], expected: float | Callable
         for w, why in (wrong or {}).items():
             if close(v, float(w)):
                 return f"got {v:.4g}: {why}"
-        return f"got {v:.4g}, expected about {target:.4g}" + (f" ({hint})" if hint and inline_hint else "")
+        extra = [t for t in ((hint if inline_hint else ""), note) if t]
+        return f"got {v:.4g}, expected about {target:.4g}" + "".join(f" ({t})" for t in extra)
     return run_check(name, body, hint=hint, hint2=hint2)
 
 

@@ -34,6 +34,12 @@ def squared_distances(q: torch.Tensor, k: torch.Tensor, k_sq: torch.Tensor | Non
     return d2.clamp_min_(0.0)
 
 
+def _log_tiny(dtype) -> float:
+    """1 + log of the smallest normal number of ``dtype`` (-86.3 in float32, -707.4 in float64): exp()
+    of it is a normal number, computed on the fast path."""
+    return math.log(torch.finfo(dtype).tiny) + 1.0
+
+
 class OnlineSoftmax:
     """Streaming softmax average with an exact online log-sum-exp.
 
@@ -62,7 +68,10 @@ class OnlineSoftmax:
         m_chunk = logits.amax(-1)
         m_new = m_chunk if self.m is None else torch.maximum(self.m, m_chunk)
         shift = torch.where(torch.isfinite(m_new), m_new, torch.zeros_like(m_new))
-        rel = logits - shift.unsqueeze(-1)
+        # exp() of an argument below log(tiny) (a subnormal or zero result) takes a slow path, 10-30x
+        # slower on x86 CPUs; such a weight is below `tiny` times the chunk's largest weight (1), so
+        # raising it to `tiny` changes s and acc by at most n * tiny relative: far below rounding
+        rel = (logits - shift.unsqueeze(-1)).clamp_min_(_log_tiny(logits.dtype))
         w = torch.exp(rel)
         part = w @ values if values is not None else weighted_sum(w)
         # entropy accumulator relative to the running shift: sum exp(l - m)(l - m), no cancellation

@@ -21,8 +21,12 @@ the first two terms are (B, d) x (d, U) and (K, d) x (d, U) products, and the cr
 of K images is ONE product W Y_chunk^T, where W is the (B U, d) matrix whose row (b, u) holds x_b on
 the support u and zeros elsewhere. When the supports are sparse (``density`` = nnz / (U d) below
 ``sparse_below``) W is a sparse CSR matrix and the product costs nnz * B * K multiply-adds, i.e. it
-scales with the mask sizes; otherwise W is dense (one GEMM); at densities of ``dense_above`` or more
-the dense formulation below is used directly (measured faster on a CPU for large masks).
+scales with the mask sizes; otherwise W is dense (one GEMM). Pixels with an empty mask get the
+training mean (uniform posterior) without any logits, and when no two pixels share a support the
+weighted sums run in the supports' order (no (B, d, K) gather of the logits). Costs that remain: the
+B d N logits themselves (one exp, max, sum and weighted sum each), so the gain over the dense
+formulation is bounded by its d^2 / (nnz + logit passes) ratio; ``benchmarks/bench_locality.py``
+measures both and the softmax floor.
 :func:`dense_masked_denoise` is the authors' formulation ((B, K, d) squared differences times the
 (d, d) mask, d^2 * B * K per chunk) and is what ``benchmarks/bench_locality.py`` compares against.
 The softmax streams over the training set through :class:`course_lib.softmax.OnlineSoftmax` (exact
@@ -32,6 +36,7 @@ Memory per chunk is bounded by a logit budget, independent of N.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -63,7 +68,18 @@ def mask_plan(masks: torch.Tensor) -> dict:
     """The distinct rows of a (d, d) bool ``masks`` (module doc): ``rows`` (U, d) bool, ``inverse`` (d,)
     long (output pixel q uses ``rows[inverse[q]]``) and ``density`` = nnz(rows) / (U d)."""
     rows, inv = torch.unique(masks, dim=0, return_inverse=True)
-    return {"rows": rows, "inverse": inv, "density": float(rows.sum()) / max(rows.numel(), 1)}
+    plan = {"rows": rows, "inverse": inv, "density": float(rows.sum()) / max(rows.numel(), 1)}
+    # the pixels with a non-empty row (an empty one is the uniform posterior: the training mean) and
+    # their rows among the non-empty distinct rows; `owner[u]` = the one pixel using row u when no
+    # two pixels share a row (then the weighted sums need no (B, d, K) gather of the logits)
+    live = rows.any(1)
+    pix = torch.nonzero(live[inv]).flatten()
+    rank = torch.cumsum(live.long(), 0) - 1
+    plan.update(pixels=pix, live_rows=rows[live], live_inverse=rank[inv[pix]])
+    counts = torch.bincount(plan["live_inverse"], minlength=int(live.sum()))
+    plan["owner"] = (torch.empty_like(pix).scatter_(0, plan["live_inverse"], pix)
+                     if bool((counts == 1).all()) else None)
+    return plan
 
 
 def _block_csr(rows_csr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -90,12 +106,12 @@ class DataLocalDenoiser(Denoiser):
     sparse_below : use the sparse cross term when the distinct supports fill less than this fraction
         of their (U, d) matrix (module doc); 0 forces dense, 1 forces sparse.
     dense_above : at or above this density use the dense formulation (:func:`dense_masked_denoise`,
-        exact streaming): with large masks it is faster than the support-shared product on a CPU
-        (``benchmarks/bench_locality.py``); 1.0 (or more) disables it.
+        exact streaming) instead; None (default) never does: the support-shared product is at least as
+        fast at every density measured by ``benchmarks/bench_locality.py`` (1.3x at density 0.49).
     """
 
     def __init__(self, train_images: torch.Tensor, masks, chunk_size: int | None = None,
-                 sparse_below: float = 0.1, dense_above: float = 0.25, cache_size: int = 64):
+                 sparse_below: float = 0.1, dense_above: float | None = None, cache_size: int = 64):
         check_images(train_images, "train_images")
         self.shape = tuple(train_images.shape[1:])
         self.Y = train_images.reshape(train_images.shape[0], -1).contiguous()
@@ -105,7 +121,7 @@ class DataLocalDenoiser(Denoiser):
         if not 0 <= float(sparse_below) <= 1:
             raise ValueError(f"sparse_below must lie in [0, 1], got {sparse_below!r}")
         self.chunk_size, self.sparse_below, self.cache_size = chunk_size, float(sparse_below), int(cache_size)
-        self.dense_above = float(dense_above)
+        self.dense_above = math.inf if dense_above is None else float(dense_above)
         if callable(masks) and not isinstance(masks, torch.Tensor):
             self.masks_fn = masks
         else:
@@ -150,10 +166,14 @@ class DataLocalDenoiser(Denoiser):
             m = _check_masks(self.masks_fn(s), self.d, "masks(sigma)").to(q.device)
             return dense_masked_denoise(Y, q.reshape(-1, *self.shape), s, m,
                                         chunk_size=self.chunk_size or 512).reshape(q.shape)
-        rows = pl["rows"].to(device=q.device, dtype=q.dtype)           # (U, d)
-        inv = pl["inverse"].to(q.device)
+        out = Y.mean(0).expand_as(q).clone()                             # empty rows: the training mean
+        pix = pl["pixels"].to(q.device)
+        if pix.numel() == 0:
+            return out
+        rows = pl["live_rows"].to(device=q.device, dtype=q.dtype)      # (U, d), non-empty
+        inv = pl["live_inverse"].to(q.device)                            # (d',) row of each live pixel
+        owner = None if pl["owner"] is None else pl["owner"].to(q.device)
         U, B = rows.shape[0], q.shape[0]
-        same = bool((inv == torch.arange(self.d, device=inv.device)).all())
         if pl["density"] < self.sparse_below:
             with warnings.catch_warnings():                              # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
@@ -163,18 +183,22 @@ class DataLocalDenoiser(Denoiser):
             R = rows
             W = (rows.unsqueeze(0) * q.unsqueeze(1)).reshape(B * U, self.d)
         x_sq = (q * q) @ rows.T                                          # (B, U)
-        per_image = B * U + 3 * B * self.d + U
+        per_image = B * pix.numel()                                      # logits (~400 images on a CPU:
+        # the measured optimum of benchmarks/bench_locality.py, 256-512 images, keeps a chunk in cache)
         n = self.chunk_size or max(1, _budget(q.device) // per_image)
         coef = -0.5 / s**2
+        vals = Y[:, pix if owner is None else owner]                     # (N, d') values, logits' order
         osm = OnlineSoftmax()
         for start in range(0, self.N, n):
             Yc, Y2c = Y[start:start + n], Y2[start:start + n]
             cross = (W @ Yc.T).reshape(B, U, -1)                         # (B, U, K)
             dist = (x_sq.unsqueeze(-1) + (R @ Y2c.T).unsqueeze(0)).sub_(cross, alpha=2.0)   # (B, U, K)
             logits = dist.clamp_min_(0.0).mul_(coef)
-            logits = logits if U == self.d and same else logits[:, inv]  # (B, d, K)
-            osm.update(logits, weighted_sum=lambda w, v=Yc.T: torch.einsum("bdk,dk->bd", w, v).unsqueeze(-1))
-        return osm.mean()[..., 0]
+            logits = logits if owner is not None else logits[:, inv]     # (B, d', K)
+            osm.update(logits, weighted_sum=lambda w, v=vals[start:start + n].T: torch.einsum(
+                "bdk,dk->bd", w, v).unsqueeze(-1))
+        out[:, pix if owner is None else owner] = osm.mean()[..., 0]
+        return out
 
 
 def dense_masked_denoise(train_images: torch.Tensor, x: torch.Tensor, sigma: float, masks: torch.Tensor,

@@ -120,3 +120,30 @@ def test_entropy_with_large_common_offset_float32():
         osm = _stream(logits, v.float(), chunk)
         assert torch.allclose(osm.entropy().double(), ref, atol=1e-4), chunk
         assert torch.allclose(osm.logsumexp().double(), torch.logsumexp(logits.double(), -1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_underflowing_weights_and_inplace_updates(dtype):
+    """Logits spread over thousands of nats (most weights below the smallest normal number, where
+    exp() takes its slow path and OnlineSoftmax clamps the argument): the streamed mean equals the
+    float64 one-shot softmax without the masked (-inf) items to rounding, and inplace=True gives
+    the same state as a copying update while overwriting its scratch logits."""
+    g = torch.Generator().manual_seed(3)
+    l64 = -torch.rand(4, 300, generator=g, dtype=torch.float64) * 3000
+    l64[:, 7] = -2.0                                       # one dominant item per query, others far below
+    l64[:, 11] = -2.5
+    l64[:, 50:60] = -math.inf                              # masked
+    v64 = torch.randn(300, 2, generator=g, dtype=torch.float64)
+    v64[50:60] = 1e3                                       # masked: weight <= tiny, invisible
+    keep = torch.isfinite(l64[0])
+    ref = torch.softmax(l64[:, keep], -1) @ v64[keep]
+    for inplace in (False, True):
+        osm = OnlineSoftmax()
+        for s in range(0, 300, 37):
+            chunk = l64[:, s:s + 37].to(dtype).clone()
+            osm.update(chunk, values=v64[s:s + 37].to(dtype), inplace=inplace)
+            if inplace:   # the scratch tensor now holds the weights, all in [0, 1]
+                assert bool(((chunk >= 0) & (chunk <= 1)).all())
+        tol = 1e-6 if dtype == torch.float32 else 1e-12
+        torch.testing.assert_close(osm.mean().double(), ref, rtol=tol, atol=tol)
+        assert torch.isfinite(osm.logsumexp()).all()

@@ -69,28 +69,22 @@ def mask_plan(masks: torch.Tensor) -> dict:
     long (output pixel q uses ``rows[inverse[q]]``) and ``density`` = nnz(rows) / (U d)."""
     rows, inv = torch.unique(masks, dim=0, return_inverse=True)
     plan = {"rows": rows, "inverse": inv, "density": float(rows.sum()) / max(rows.numel(), 1)}
-    # the pixels with a non-empty row (an empty one is the uniform posterior: the training mean) and
-    # their rows among the non-empty distinct rows; `owner[u]` = the one pixel using row u when no
-    # two pixels share a row (then the weighted sums need no (B, d, K) gather of the logits)
+    # the non-empty distinct rows (an empty row is the uniform posterior: the training mean) and, per
+    # row u, the pixels that use it: ``slots`` (U', c) long, padded by repeating the row's first pixel
+    # (a padded slot computes that pixel again: the same value is written twice)
     live = rows.any(1)
     pix = torch.nonzero(live[inv]).flatten()
     rank = torch.cumsum(live.long(), 0) - 1
-    plan.update(pixels=pix, live_rows=rows[live], live_inverse=rank[inv[pix]])
-    counts = torch.bincount(plan["live_inverse"], minlength=int(live.sum()))
-    plan["owner"] = (torch.empty_like(pix).scatter_(0, plan["live_inverse"], pix)
-                     if bool((counts == 1).all()) else None)
+    r = rank[inv[pix]]                                                   # live row of each live pixel
+    order = torch.argsort(r, stable=True)
+    counts = torch.bincount(r, minlength=int(live.sum()))
+    c = int(counts.max()) if counts.numel() else 0
+    start = torch.cumsum(counts, 0) - counts
+    j = torch.arange(pix.numel()) - start[r[order]]                      # slot of each pixel in its row
+    slots = pix[order][start].unsqueeze(1).repeat(1, c)                  # (U', c), first pixel everywhere
+    slots[r[order], j] = pix[order]
+    plan.update(pixels=pix, live_rows=rows[live], slots=slots)
     return plan
-
-
-def _block_csr(rows_csr: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """The (B U, d) CSR matrix whose block b is rows_csr with its entries (u, n) set to x[b, n]."""
-    crow, col = rows_csr.crow_indices(), rows_csr.col_indices()
-    U, d = rows_csr.shape
-    B, nnz = x.shape[0], col.numel()
-    offs = torch.arange(B, device=x.device, dtype=crow.dtype).unsqueeze(1) * nnz
-    crow_all = torch.cat([(crow[:-1].unsqueeze(0) + offs).reshape(-1), crow.new_tensor([B * nnz])])
-    return torch.sparse_csr_tensor(crow_all, col.repeat(B), x[:, col].reshape(-1), size=(B * U, d),
-                                   check_invariants=False)
 
 
 class DataLocalDenoiser(Denoiser):
@@ -114,8 +108,8 @@ class DataLocalDenoiser(Denoiser):
                  sparse_below: float = 0.1, dense_above: float | None = None, cache_size: int = 64):
         check_images(train_images, "train_images")
         self.shape = tuple(train_images.shape[1:])
-        self.Y = train_images.reshape(train_images.shape[0], -1).contiguous()
-        self.N, self.d = self.Y.shape
+        self.YT = train_images.reshape(train_images.shape[0], -1).T.contiguous()   # (d, N): chunks are slices
+        self.d, self.N = self.YT.shape
         if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1):
             raise ValueError(f"chunk_size must be an int >= 1 or None, got {chunk_size!r}")
         if not 0 <= float(sparse_below) <= 1:
@@ -128,6 +122,11 @@ class DataLocalDenoiser(Denoiser):
             fixed = _check_masks(masks, self.d)
             self.masks_fn = lambda s: fixed
         self._plans, self._cast = {}, {}
+
+    @property
+    def Y(self) -> torch.Tensor:
+        """The training set, (N, d) (a view of the stored (d, N) transpose)."""
+        return self.YT.T
 
     def __repr__(self):
         return f"DataLocalDenoiser(N={self.N}, shape={self.shape}, masks={self.masks_fn!r})"
@@ -145,8 +144,7 @@ class DataLocalDenoiser(Denoiser):
     def _train(self, like):
         key = (like.dtype, like.device)
         if key not in self._cast:
-            Y = self.Y.to(device=like.device, dtype=like.dtype)
-            self._cast = {key: (Y, Y * Y)}
+            self._cast = {key: self.YT.to(device=like.device, dtype=like.dtype)}
         return self._cast[key]
 
     def denoise(self, x, sigma):
@@ -160,45 +158,50 @@ class DataLocalDenoiser(Denoiser):
         return out.reshape(x.shape)
 
     def _denoise_one(self, q: torch.Tensor, s: float) -> torch.Tensor:
-        Y, Y2 = self._train(q)
+        YT = self._train(q)
         pl = self.plan(s)
         if pl["density"] >= self.dense_above:
             m = _check_masks(self.masks_fn(s), self.d, "masks(sigma)").to(q.device)
-            return dense_masked_denoise(Y, q.reshape(-1, *self.shape), s, m,
+            return dense_masked_denoise(YT.T, q.reshape(-1, *self.shape), s, m,
                                         chunk_size=self.chunk_size or 512).reshape(q.shape)
-        out = Y.mean(0).expand_as(q).clone()                             # empty rows: the training mean
+        out = YT.mean(1).expand_as(q).clone()                             # empty rows: the training mean
         pix = pl["pixels"].to(q.device)
         if pix.numel() == 0:
             return out
-        rows = pl["live_rows"].to(device=q.device, dtype=q.dtype)      # (U, d), non-empty
-        inv = pl["live_inverse"].to(q.device)                            # (d',) row of each live pixel
-        owner = None if pl["owner"] is None else pl["owner"].to(q.device)
-        U, B = rows.shape[0], q.shape[0]
+        slots = pl["slots"].to(q.device)                                 # (U, c) pixels of each row
+        U, c, B = slots.shape[0], slots.shape[1], q.shape[0]
+        rows = pl["live_rows"].to(device=q.device, dtype=q.dtype) * (-0.5 / s**2)   # coef on each support
         if pl["density"] < self.sparse_below:
             with warnings.catch_warnings():                              # "sparse CSR support is in beta"
                 warnings.simplefilter("ignore", UserWarning)
-                R = rows.to_sparse_csr()
-                W = _block_csr(R, q)                                     # (B U, d), nnz(rows) * B entries
-        else:
-            R = rows
-            W = (rows.unsqueeze(0) * q.unsqueeze(1)).reshape(B * U, self.d)
-        x_sq = (q * q) @ rows.T                                          # (B, U)
-        per_image = B * pix.numel()                                      # logits (~400 images on a CPU:
-        # the measured optimum of benchmarks/bench_locality.py, 256-512 images, keeps a chunk in cache)
+                rows = rows.to_sparse_csr()
+        per_image = B * (U + self.d)                                     # logits and squared differences
+        # (~400 images for MNIST on a CPU: the measured optimum of bench_locality.py is 256-512)
         n = self.chunk_size or max(1, _budget(q.device) // per_image)
-        coef = -0.5 / s**2
-        vals = Y[:, pix if owner is None else owner]                     # (N, d') values, logits' order
+        n = n if self.chunk_size or n < 64 else n // 64 * 64             # aligned: 397 took 1.3x 384
+        flat, qT = slots.reshape(-1), q.T.contiguous().unsqueeze(-1)     # (d, B, 1)
+        # two scratch buffers for all chunks: fresh multi-MB tensors per chunk cost page faults that
+        # took as long as the arithmetic on a CPU (bench_locality.py)
+        dbuf, lbuf = q.new_empty(self.d, B, n), q.new_empty(U, B * n)
         osm = OnlineSoftmax()
         for start in range(0, self.N, n):
-            Yc, Y2c = Y[start:start + n], Y2[start:start + n]
-            cross = (W @ Yc.T).reshape(B, U, -1)                         # (B, U, K)
-            dist = (x_sq.unsqueeze(-1) + (R @ Y2c.T).unsqueeze(0)).sub_(cross, alpha=2.0)   # (B, U, K)
-            logits = dist.clamp_min_(0.0).mul_(coef)
-            logits = logits if owner is not None else logits[:, inv]     # (B, d', K)
-            osm.update(logits, weighted_sum=lambda w, v=vals[start:start + n].T: torch.einsum(
-                "bdk,dk->bd", w, v).unsqueeze(-1))
-        out[:, pix if owner is None else owner] = osm.mean()[..., 0]
+            YcT = YT[:, start:start + n]                                 # (d, K), rows contiguous
+            K = YcT.shape[1]
+            delta = dbuf[..., :K] if K == n else q.new_empty(self.d, B, K)
+            torch.sub(YcT.unsqueeze(1), qT, out=delta).square_()         # (d, B, K) squared differences
+            logits = lbuf if K == n else q.new_empty(U, B * K)
+            # coef * masked distances; addmm(beta=0) into the buffer: mm(out=) allocates a zeroed temporary
+            torch.addmm(logits, rows, delta.view(self.d, B * K), beta=0, out=logits)
+            V = YcT[flat].view(U, c, -1)                                 # (U, c, K) the rows' pixels
+            osm.update(logits.view(U, B, K), weighted_sum=lambda w, V=V: _weighted(w, V), inplace=True)
+        out[:, flat] = osm.mean().transpose(0, 1).reshape(B, U * c)
         return out
+
+
+def _weighted(w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
+    """sum_k w[u, b, k] V[u, j, k] -> (U, B, c), one batched product (no (U, B, K) temporary: a broadcast
+    product allocates one per chunk, and its page faults cost more than the product on a CPU)."""
+    return torch.bmm(w, V.transpose(1, 2))
 
 
 def dense_masked_denoise(train_images: torch.Tensor, x: torch.Tensor, sigma: float, masks: torch.Tensor,

@@ -181,9 +181,9 @@ class IdealDenoiser(Denoiser):
             else:
                 argmax = i_chunk + start
             if values:
-                osm.update(logits, values=Yc)
+                osm.update(logits, values=Yc, inplace=True)
             else:
-                osm.update(logits, weighted_sum=zero)
+                osm.update(logits, weighted_sum=zero, inplace=True)
         if self.process_group is not None:  # merge the shards' states; argmax as a global index
             g = self.process_group
             m_local = osm.m

@@ -215,7 +215,7 @@ class EquivariantLocalDenoiser(_PatchMachine):
             osm = states[g]
             if osm.m is not None and bool((logits.amax(-1) - osm.m < -gap).all()):
                 continue  # every weight of this chunk underflows to exactly 0
-            osm.update(logits, weighted_sum=lambda w: torch.matmul(w, Vg))
+            osm.update(logits, weighted_sum=lambda w: torch.matmul(w, Vg), inplace=True)
         return states
 
     def _nearest_P(self, x: torch.Tensor, P: int) -> dict:
@@ -297,7 +297,7 @@ class LocalDenoiser(_PatchMachine):
             if osm.m is not None and bool((logits.amax(-1) - osm.m < -gap).all()):
                 continue
             V = Yc.reshape(Yc.shape[0], C, H * W)
-            osm.update(logits, weighted_sum=lambda w: torch.einsum("bln,ncl->blc", w, V))
+            osm.update(logits, weighted_sum=lambda w: torch.einsum("bln,ncl->blc", w, V), inplace=True)
         return osm
 
     def _nearest_P(self, x: torch.Tensor, P: int) -> dict:
@@ -352,5 +352,5 @@ class EquivariantDenoiser(Denoiser):
                 wf = torch.fft.rfft2(w.reshape(B, n, 1, H, W))
                 return torch.fft.irfft2((wf * Yf.unsqueeze(0)).sum(1), s=(H, W)).reshape(B, -1)
 
-            osm.update(logits, weighted_sum=weighted_sum)
+            osm.update(logits, weighted_sum=weighted_sum, inplace=True)
         return osm.mean().reshape(x.shape)

@@ -13,20 +13,22 @@ binarised Wiener fields, :func:`course_lib.locality.wiener_masks` (VP form there
 
 **Computation.** Every output pixel has its own posterior over the N images, so d logits per image
 and query are unavoidable; the distances need not cost d^2 each. Rows with the same support are
-computed once (``torch.unique`` over the rows: U distinct supports). With the expansion
+computed once (``torch.unique`` over the rows: U distinct supports), rows that are empty not at all
+(the uniform posterior: output pixel q is the training mean). For a chunk of K images the masked
+distances of all (support, query, image) triples are ONE product
 
-    sum_{n in S} (x_n - y_n)^2 = sum_{n in S} x_n^2 + sum_{n in S} y_n^2 - 2 sum_{n in S} x_n y_n,
+    logits (U, B K) = coef * M (U, d) @ Delta (d, B K),   Delta[n, (b, k)] = (x_{b,n} - y_{k,n})^2,
 
-the first two terms are (B, d) x (d, U) and (K, d) x (d, U) products, and the cross term of a chunk
-of K images is ONE product W Y_chunk^T, where W is the (B U, d) matrix whose row (b, u) holds x_b on
-the support u and zeros elsewhere. When the supports are sparse (``density`` = nnz / (U d) below
-``sparse_below``) W is a sparse CSR matrix and the product costs nnz * B * K multiply-adds, i.e. it
-scales with the mask sizes; otherwise W is dense (one GEMM). Pixels with an empty mask get the
-training mean (uniform posterior) without any logits, and when no two pixels share a support the
-weighted sums run in the supports' order (no (B, d, K) gather of the logits). Costs that remain: the
-B d N logits themselves (one exp, max, sum and weighted sum each), so the gain over the dense
-formulation is bounded by its d^2 / (nnz + logit passes) ratio; ``benchmarks/bench_locality.py``
-measures both and the softmax floor.
+with coef = -1 / (2 sigma^2) folded into the masks M. When the supports are sparse (``density`` =
+nnz / (U d) below ``sparse_below``) M is a sparse CSR matrix and the product costs nnz * B * K
+multiply-adds, i.e. it scales with the mask sizes; otherwise it is one dense GEMM (U d B K, which the
+dense formulation below also pays). Squared differences, not the expansion |x|^2 - 2 x.y + |y|^2,
+so nothing cancels at small sigma. The logits stay in (U, B, K) layout; each distinct row's pixels
+(``slots``) take their weighted sums from the same weights in one batched product. What remains is
+the softmax over the B d N logits themselves (a max, an exp, a sum and a weighted sum each), which no
+exact method avoids: ``benchmarks/bench_locality.py`` times it alone (the "floor") beside both
+formulations. On a CPU, fresh multi-megabyte temporaries per chunk cost page faults comparable to the
+arithmetic, so the squared differences reuse one buffer and the softmax runs in place.
 :func:`dense_masked_denoise` is the authors' formulation ((B, K, d) squared differences times the
 (d, d) mask, d^2 * B * K per chunk) and is what ``benchmarks/bench_locality.py`` compares against.
 The softmax streams over the training set through :class:`course_lib.softmax.OnlineSoftmax` (exact
@@ -97,11 +99,11 @@ class DataLocalDenoiser(Denoiser):
         ``sigma -> (d, d) bool tensor`` such as :class:`course_lib.locality.WienerMasks` (called once per
         distinct sigma in a batch; its plan is cached for the last ``cache_size`` sigmas).
     chunk_size : training images per streamed chunk (None: as many as fit a logit budget).
-    sparse_below : use the sparse cross term when the distinct supports fill less than this fraction
+    sparse_below : use the sparse mask product when the distinct supports fill less than this fraction
         of their (U, d) matrix (module doc); 0 forces dense, 1 forces sparse.
     dense_above : at or above this density use the dense formulation (:func:`dense_masked_denoise`,
-        exact streaming) instead; None (default) never does: the support-shared product is at least as
-        fast at every density measured by ``benchmarks/bench_locality.py`` (1.3x at density 0.49).
+        exact streaming) instead; None (default) never does: the mask product was as fast or faster at
+        every density ``benchmarks/bench_locality.py`` measures.
     """
 
     def __init__(self, train_images: torch.Tensor, masks, chunk_size: int | None = None,

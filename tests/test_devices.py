@@ -9,7 +9,9 @@ machine the same test checks the CUDA path unchanged.
 import pytest
 import torch
 
-from course_lib.denoisers import (EquivariantLocalDenoiser, GaussianDenoiser, IdealDenoiser, LocalDenoiser)
+from course_lib.denoisers import (DataLocalDenoiser, EquivariantLocalDenoiser, GaussianDenoiser, IdealDenoiser,
+                                  LocalDenoiser)
+from course_lib.locality import wiener_masks
 from course_lib.sampling import sample
 from course_lib.schedules import karras_sigmas
 
@@ -29,7 +31,11 @@ def data():
 
 def _machines(train, device, dtype):
     t = train.to(device, dtype)
+    masks = wiener_masks(train, 0.5, 0.02)                     # (64, 64) bool, computed once on the CPU
     return {
+        # the data-local denoiser's sparse (CSR) and dense mask products, several chunks
+        "data-local sparse": DataLocalDenoiser(t, masks, chunk_size=64, sparse_below=1.0),
+        "data-local dense": DataLocalDenoiser(t, masks, chunk_size=64, sparse_below=0.0),
         "ideal": IdealDenoiser(t, chunk_size=64),              # several chunks: streaming path
         "gaussian": GaussianDenoiser.from_data(t, cache=False),
         "ELS": EquivariantLocalDenoiser(t, 3, boundary="zeros", chunk_size=64),

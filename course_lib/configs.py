@@ -39,8 +39,11 @@ CONFIGS: dict[str, dict] = {
                                 channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=4000),
     # Chapter 4: the reference UNet on MNIST train_5k with a fixed pixel permutation (seed 0) of every
     # image (course_lib.permute): does its sensitivity field follow the moved statistics?
+    # 10,000 steps; from step 6,000 on with gradient clipping at norm 1 (a loss spike at step 6,595
+    # without it; data/checkpoints/README.md)
     "mnist_perm_unet_book": dict(_BOOK, dataset="mnist", split="train_5k", n=None, pixel_permute_seed=0,
-                                 channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=3000),
+                                 channels=1, arch="unet", arch_kwargs=dict(channels=(32, 64, 64)), steps=10000,
+                                 grad_clip=1.0),
     # paper scale (GPU): full training sets at 32 x 32 (MNIST / Fashion-MNIST padded with 2 background
     # pixels per side); 300 epochs of 60k / 50k images at batch 128; Fashion-MNIST and CIFAR-10
     # class-conditional, MNIST unconditional, as in Kamb & Ganguli App. C.1

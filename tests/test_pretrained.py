@@ -37,9 +37,6 @@ def test_checkpoint_beats_wiener_on_held_out_images(name, require_data):
     if sub.get("pixel_permute_seed") is not None:   # Chapter 4's network sees pixel-permuted images
         from course_lib.permute import permute_pixels, pixel_permutation
         test = permute_pixels(test, pixel_permutation(*test.shape[-2:], seed=sub["pixel_permute_seed"]))
-        # 3,000 CPU steps on scrambled pixels: it beats the Wiener filter at low noise (0.0017 vs 0.0050 at
-        # sigma = 0.1) but not yet at sigma = 0.5 (0.044 vs 0.041); Chapter 4 reports both
-        sigmas = (0.1, 0.2)
     W = GaussianDenoiser.from_data(train)
     g = torch.Generator().manual_seed(0)
     for sigma in sigmas:

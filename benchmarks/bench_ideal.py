@@ -7,7 +7,7 @@
    The attention backend (``backend="attention"``: one fused SDPA kernel per key chunk, merged through
    its log-sum-exp; :mod:`course_lib.denoisers.attention`) is timed against the same floor. Its
    precision floor is printed: ``auto`` streams where it exceeds 0.01 or where the head dimension is
-   above the device's ceiling (on a CPU: d + 1 > 128, so not for MNIST-sized images).
+   above the device's ceiling (on a CPU: d + 1 > 96, so not for MNIST-sized images).
 2. Peak extra memory of one call at N and 4N training images (the training set itself excluded), for
    the streaming denoiser and for a one-shot softmax over a (B x N) logit matrix. On CUDA it uses
    the allocator's peak statistics; on CPU each measurement runs in a fresh subprocess that resets

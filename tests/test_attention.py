@@ -97,7 +97,8 @@ def test_backend_choice_and_errors():
         attention.use_attention("attention", "cpu", torch.float16, 16, 1.0, 1.0, 1.0)
     assert not attention.use_attention("stream", "cpu", torch.float32, 16, 1.0, 1.0, 1.0)
     # head dims above the device's auto ceiling stream (CPU: the ideal denoiser at d = 784), unless forced
-    assert attention.use_attention("auto", "cpu", torch.float32, 128, 1.0, 1.0, 1.0)
+    assert attention.use_attention("auto", "cpu", torch.float32, 88, 1.0, 1.0, 1.0)       # ELS P = 9
+    assert not attention.use_attention("auto", "cpu", torch.float32, 128, 1.0, 1.0, 1.0)  # P = 11 streams
     assert not attention.use_attention("auto", "cpu", torch.float32, 792, 1.0, 1.0, 1.0)
     assert attention.use_attention("attention", "cpu", torch.float32, 792, 1.0, 1.0, 1.0)
     ls = attention.LS_AUTO_MAX_HEAD_DIM  # LS's box filters win on a CPU from P = 7 (E = 56)

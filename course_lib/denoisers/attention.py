@@ -17,10 +17,12 @@ dimension E, a multiple of 8 (the kernels want equal, aligned head dims; zeros c
 
 ``backend="auto"`` (the machines' default) uses the kernel when it exists for the device and dtype
 (CPU: float32/float64; CUDA: float32/float16/bfloat16), has not rejected this head dimension before,
-the head dimension is at most ``AUTO_MAX_HEAD_DIM`` for the device (CPU 128: measured on 2 cores,
-the flash kernel beats the streaming path by 1.2-7x for ELS at E = 16..128 but takes 2x its time for
-the ideal denoiser at E = 792, 32 queries; CUDA 256, the largest head dim of the tuned kernels; LS,
-whose streaming path is a box filter, only up to E = 32 on a CPU), and
+the head dimension is at most ``AUTO_MAX_HEAD_DIM`` for the device (CPU 96: measured on 2 cores with
+``benchmarks/bench_local.py``, circular ELS, B = 16, sigma = 1, the flash kernel beat the in-place
+streaming path 4.6x at E = 16 (P = 3), 2.1x at E = 56 (P = 7), 1.5x at E = 88 (P = 9, N = 250) and
+lost at E = 128 (P = 11: 0.92x; boundary-broken 0.98x), and it takes 2x the streaming time for the
+ideal denoiser at E = 792; CUDA 256, the largest head dim of the tuned kernels; LS, whose streaming
+path is a box filter, only up to E = 32 on a CPU), and
 the logits are representable: the rounding floor of a logit in the kernel's dtype,
 u |q'| |k'| <= u (|q| K + K^2 / 2) / sigma^2 with K = sqrt(d) max|pixel|, must stay below
 ``LOGIT_TOL`` (0.01). Otherwise, or with ``backend="stream"``, the machine runs its streaming path
@@ -43,7 +45,7 @@ __all__ = ["BACKENDS", "LOGIT_TOL", "AUTO_MAX_HEAD_DIM", "check_backend", "kerne
 
 BACKENDS = ("auto", "attention", "stream")
 LOGIT_TOL = 1e-2
-AUTO_MAX_HEAD_DIM = {"cpu": 128, "cuda": 256}
+AUTO_MAX_HEAD_DIM = {"cpu": 96, "cuda": 256}
 # LS streams through box filters, O(P) per pair against the kernel's O(P^2): on a CPU (N = 200, B = 6,
 # one thread) the kernel was 3.1x faster at P = 3 (E = 16), 0.93x at P = 7 and 0.74x at P = 11
 LS_AUTO_MAX_HEAD_DIM = {"cpu": 32, "cuda": 256}

@@ -65,7 +65,8 @@ class OnlineSoftmax:
                inplace: bool = False) -> None:
         """Absorb one chunk. ``inplace=True`` lets the call overwrite ``logits`` with the weights (a
         scratch tensor of the caller's: no allocation and three fewer passes over it; ignored when
-        the entropy is tracked, which needs both the logits and the weights)."""
+        the entropy is tracked, which needs both the logits and the weights, and when ``logits``
+        requires grad, since autograd needs the intermediate tensors)."""
         if (values is None) == (weighted_sum is None):
             raise ValueError("pass exactly one of values= or weighted_sum=")
         if self.m is not None and logits.shape[:-1] != self.m.shape:
@@ -78,7 +79,7 @@ class OnlineSoftmax:
         # slower on x86 CPUs; such a weight is below `tiny` times the chunk's largest weight (1), so
         # raising it to `tiny` changes s and acc by at most n * tiny relative: far below rounding
         # (a masked, -inf, item likewise gets weight <= tiny: it moves the mean by <= n tiny max|v|)
-        if inplace and not self.track_entropy:
+        if inplace and not self.track_entropy and not logits.requires_grad:   # autograd needs copies
             rel = w = logits.sub_(shift.unsqueeze(-1)).clamp_min_(_log_tiny(logits.dtype)).exp_()
         else:
             rel = (logits - shift.unsqueeze(-1)).clamp_min_(_log_tiny(logits.dtype))

@@ -147,3 +147,17 @@ def test_underflowing_weights_and_inplace_updates(dtype):
         tol = 1e-6 if dtype == torch.float32 else 1e-12
         torch.testing.assert_close(osm.mean().double(), ref, rtol=tol, atol=tol)
         assert torch.isfinite(osm.logsumexp()).all()
+
+
+def test_inplace_update_keeps_autograd_exact():
+    """inplace=True on logits that require grad falls back to copies: the gradient of the streamed mean
+    equals autograd through a one-shot softmax (Tweedie's second moments differentiate through it)."""
+    g = torch.Generator().manual_seed(4)
+    a = torch.randn(3, 20, generator=g, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(20, 2, generator=g, dtype=torch.float64)
+    osm = OnlineSoftmax()
+    for s in range(0, 20, 6):
+        osm.update(a[:, s:s + 6] * 2.0, values=v[s:s + 6], inplace=True)
+    (gs,) = torch.autograd.grad(osm.mean().sum(), a)
+    (g1,) = torch.autograd.grad((torch.softmax(a * 2.0, -1) @ v).sum(), a)
+    torch.testing.assert_close(gs, g1, rtol=1e-12, atol=1e-12)

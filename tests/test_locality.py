@@ -214,3 +214,15 @@ def test_pixel_permutation_is_invertible_and_moves_the_wiener_field():
     assert torch.allclose(Lp, L[perm][:, perm], atol=1e-10)
     with pytest.raises(ValueError, match="perm"):
         permute_pixels(Y, perm[:20])
+
+
+@pytest.mark.parametrize("sparse_below", [0.0, 1.0])
+def test_data_local_is_differentiable(sparse_below):
+    """x -> D(x, sigma) keeps its autograd graph (the fast path's reused buffers are for plain tensors):
+    gradcheck against finite differences in float64, sparse and dense mask products."""
+    Y = _data(n=12)
+    masks = torch.rand(25, 25, generator=torch.Generator().manual_seed(5)) < 0.3
+    masks[2] = False
+    D = DataLocalDenoiser(Y, masks, chunk_size=5, sparse_below=sparse_below)
+    x = (Y[:2] + 0.5 * torch.randn(2, 1, 5, 5, generator=torch.Generator().manual_seed(6), dtype=D64)).requires_grad_()
+    assert torch.autograd.gradcheck(lambda z: D(z, 0.7), (x,))

@@ -184,16 +184,19 @@ class DataLocalDenoiser(Denoiser):
         flat, qT = slots.reshape(-1), q.T.contiguous().unsqueeze(-1)     # (d, B, 1)
         # two scratch buffers for all chunks: fresh multi-MB tensors per chunk cost page faults that
         # took as long as the arithmetic on a CPU (bench_locality.py)
-        dbuf, lbuf = q.new_empty(self.d, B, n), q.new_empty(U, B * n)
+        dbuf, lbuf = (None, None) if q.requires_grad else (q.new_empty(self.d, B, n), q.new_empty(U, B * n))
         osm = OnlineSoftmax()
         for start in range(0, self.N, n):
             YcT = YT[:, start:start + n]                                 # (d, K), rows contiguous
             K = YcT.shape[1]
-            delta = dbuf[..., :K] if K == n else q.new_empty(self.d, B, K)
-            torch.sub(YcT.unsqueeze(1), qT, out=delta).square_()         # (d, B, K) squared differences
-            logits = lbuf if K == n else q.new_empty(U, B * K)
-            # coef * masked distances; addmm(beta=0) into the buffer: mm(out=) allocates a zeroed temporary
-            torch.addmm(logits, rows, delta.view(self.d, B * K), beta=0, out=logits)
+            if q.requires_grad:                                          # autograd: no out= / in-place
+                logits = rows @ (YcT.unsqueeze(1) - qT).square().reshape(self.d, B * K)
+            else:
+                delta = dbuf[..., :K] if K == n else q.new_empty(self.d, B, K)
+                torch.sub(YcT.unsqueeze(1), qT, out=delta).square_()     # (d, B, K) squared differences
+                logits = lbuf if K == n else q.new_empty(U, B * K)
+                # coef * masked distances; addmm(beta=0) into the buffer (mm(out=) allocates a temporary)
+                torch.addmm(logits, rows, delta.view(self.d, B * K), beta=0, out=logits)
             V = YcT[flat].view(U, c, -1)                                 # (U, c, K) the rows' pixels
             osm.update(logits.view(U, B, K), weighted_sum=lambda w, V=V: _weighted(w, V), inplace=True)
         out[:, flat] = osm.mean().transpose(0, 1).reshape(B, U * c)

@@ -41,7 +41,7 @@ from ..patches import extract_patches
 from ..softmax import OnlineSoftmax
 
 __all__ = ["BACKENDS", "LOGIT_TOL", "AUTO_MAX_HEAD_DIM", "check_backend", "kernel_dtypes", "head_dim", "attention_lse",
-           "use_attention", "KernelRejected", "ideal_states", "els_states", "ls_states"]
+           "kernel_or_none", "use_attention", "KernelRejected", "ideal_states", "els_states", "ls_states"]
 
 BACKENDS = ("auto", "attention", "stream")
 LOGIT_TOL = 1e-2
@@ -81,6 +81,15 @@ def head_dim(d: int) -> int:
 
 def key_budget(device) -> int:
     return KEY_BUDGET_CPU if torch.device(device).type == "cpu" else KEY_BUDGET_GPU
+
+
+def kernel_or_none(states_fn, *args):
+    """``states_fn(*args)`` (one of the ``*_states`` below), or None, meaning "stream", when the kernel
+    rejected these inputs (recorded: ``auto`` streams for them from then on)."""
+    try:
+        return states_fn(*args)
+    except KernelRejected:
+        return None
 
 
 def attention_lse(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor):

@@ -178,7 +178,7 @@ class DataLocalDenoiser(Denoiser):
                 warnings.simplefilter("ignore", UserWarning)
                 rows = rows.to_sparse_csr()
         per_image = B * (U + self.d)                                     # logits and squared differences
-        # (~400 images for MNIST on a CPU: the measured optimum of bench_locality.py is 256-512)
+        # (128 images for MNIST at B = 16 on a CPU, the fastest of 128-1024 timed like bench_locality.py)
         n = self.chunk_size or max(1, _budget(q.device) // per_image)
         n = n if self.chunk_size or n < 64 else n // 64 * 64             # aligned: 397 took 1.3x 384
         flat, qT = slots.reshape(-1), q.T.contiguous().unsqueeze(-1)     # (d, B, 1)
@@ -197,16 +197,11 @@ class DataLocalDenoiser(Denoiser):
                 logits = lbuf if K == n else q.new_empty(U, B * K)
                 # coef * masked distances; addmm(beta=0) into the buffer (mm(out=) allocates a temporary)
                 torch.addmm(logits, rows, delta.view(self.d, B * K), beta=0, out=logits)
-            V = YcT[flat].view(U, c, -1)                                 # (U, c, K) the rows' pixels
-            osm.update(logits.view(U, B, K), weighted_sum=lambda w, V=V: _weighted(w, V), inplace=True)
+            # weighted sums of each row's pixels (U, K, c): one batched product, no (U, B, K) temporary
+            V = YcT[flat].view(U, c, -1).transpose(1, 2)
+            osm.update(logits.view(U, B, K), weighted_sum=lambda w, V=V: torch.bmm(w, V), inplace=True)
         out[:, flat] = osm.mean().transpose(0, 1).reshape(B, U * c)
         return out
-
-
-def _weighted(w: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """sum_k w[u, b, k] V[u, j, k] -> (U, B, c), one batched product (no (U, B, K) temporary: a broadcast
-    product allocates one per chunk, and its page faults cost more than the product on a CPU)."""
-    return torch.bmm(w, V.transpose(1, 2))
 
 
 def dense_masked_denoise(train_images: torch.Tensor, x: torch.Tensor, sigma: float, masks: torch.Tensor,

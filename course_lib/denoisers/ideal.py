@@ -201,10 +201,8 @@ class IdealDenoiser(Denoiser):
         osm = None
         if y is None:
             q = self._flat(x)
-            try:
-                osm = attention.ideal_states(q, sigma, self._train(q)[0], self.backend, self.chunk_size)
-            except attention.KernelRejected:
-                osm = None
+            osm = attention.kernel_or_none(attention.ideal_states, q, sigma, self._train(q)[0], self.backend,
+                                           self.chunk_size)
             if osm is not None and self.process_group is not None:
                 osm = distributed.all_reduce_softmax(osm, self.process_group)
         if osm is None:

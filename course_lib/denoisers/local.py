@@ -194,10 +194,7 @@ class EquivariantLocalDenoiser(_PatchMachine):
     def _denoise_P(self, x: torch.Tensor, sigma: torch.Tensor, P: int) -> torch.Tensor:
         B = x.shape[0]
         groups = self.groups(P, x.device)
-        try:
-            states = attention.els_states(self, x, sigma, P)
-        except attention.KernelRejected:
-            states = None
+        states = attention.kernel_or_none(attention.els_states, self, x, sigma, P)
         if states is None:
             states = self._stream_states(x, sigma, P)
         if self.process_group is not None:
@@ -276,10 +273,7 @@ class LocalDenoiser(_PatchMachine):
         return d2.reshape(B, n, H * W).transpose(1, 2)
 
     def _denoise_P(self, x: torch.Tensor, sigma: torch.Tensor, P: int) -> torch.Tensor:
-        try:
-            osm = attention.ls_states(self, x, sigma, P)
-        except attention.KernelRejected:
-            osm = None
+        osm = attention.kernel_or_none(attention.ls_states, self, x, sigma, P)
         if osm is None:
             osm = self._stream_state(x, sigma, P)
         if self.process_group is not None:
